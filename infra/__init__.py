@@ -1,0 +1,1 @@
+"""How ModelDB's parts are started: settings, CLI, local launcher."""

@@ -1,0 +1,186 @@
+"""The `modeldb` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from modeldb.infra.settings import Settings
+from modeldb.infra.system import PROJECTIONS, System
+
+
+def _serve(args: argparse.Namespace, **parts: object) -> int:
+    import uvicorn
+    from modeldb.infra.server import create_app
+
+    settings = Settings.load(args.data_dir)
+    app = create_app(settings, **parts)  # type: ignore[arg-type]
+    print(f"ModelDB on http://{args.host}:{args.port}  (data: {settings.home})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _serve(args)
+
+
+def cmd_writer(args: argparse.Namespace) -> int:
+    return _serve(args, query=False, projections=())
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    return _serve(args, ingest=False, projections=())
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    async def run() -> None:
+        system = await System.open(Settings.load(args.data_dir))
+        names = PROJECTIONS if args.projection == "all" else (args.projection,)
+        system.start_projectors(names)
+        print(f"projecting {', '.join(names)} from {system.log.url}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await system.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    async def run() -> None:
+        system = await System.open(Settings.load(args.data_dir))
+        try:
+            names = PROJECTIONS if args.projection == "all" else (args.projection,)
+            for name in names:
+                with tqdm(desc=f"replay {name}", unit=" events", file=sys.stderr) as bar:
+                    count = await system.runtimes[name].rebuild(bar.update)
+                print(f"{name}: rebuilt from {count} events, digest "
+                      f"{await system.projections[name].digest()}")
+        finally:
+            await system.close()
+
+    asyncio.run(run())
+    return 0
+
+
+async def _log_records(system: System) -> AsyncIterator:
+    from modeldb.writer.sqlite_log import SQLiteEventLog
+
+    log = system.log
+    assert isinstance(log, SQLiteEventLog)
+    position = 0
+    while True:
+        records = await log.read(position, 5000)
+        if not records:
+            return
+        for record in records:
+            yield record
+        position = records[-1].position
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        system = await System.open(Settings.load(args.data_dir))
+        try:
+            await system.catch_up(["audit"])
+            records = _log_records(system) if system.settings.embedded else None
+            verdict = await system.audit.verify(records)
+        finally:
+            await system.close()
+        print(verdict)
+        return 0 if verdict.ok else 1
+
+    return asyncio.run(run())
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from modeldb.infra.report import audit_report
+
+    async def run() -> str:
+        system = await System.open(Settings.load(args.data_dir))
+        try:
+            await system.catch_up()
+            return await audit_report(system, args.id, args.format)
+        finally:
+            await system.close()
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from modeldb.infra.demo import run_demo
+
+    run_demo(args.url)
+    return 0
+
+
+def cmd_infra(args: argparse.Namespace) -> int:
+    from modeldb.infra import launcher
+
+    return launcher.main([args.action])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modeldb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", type=Path, default=None,
+                       help="embedded storage folder (default $MODELDB_HOME or ~/.modeldb)")
+
+    for name, fn, text in [("serve", cmd_serve, "the whole system in one process"),
+                           ("writer", cmd_writer, "the ingest API alone"),
+                           ("api", cmd_api, "the query API and UI alone")]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+        p.add_argument("--log-level", default="warning")
+        data_dir(p)
+        p.set_defaults(fn=fn)
+
+    p = sub.add_parser("project", help="run projections as a separate process")
+    p.add_argument("--projection", choices=[*PROJECTIONS, "all"], default="all")
+    data_dir(p)
+    p.set_defaults(fn=cmd_project)
+
+    p = sub.add_parser("replay", help="rebuild projections from the log")
+    p.add_argument("--projection", choices=[*PROJECTIONS, "all"], default="all")
+    data_dir(p)
+    p.set_defaults(fn=cmd_replay)
+
+    p = sub.add_parser("verify", help="check the audit hash chain against the log")
+    data_dir(p)
+    p.set_defaults(fn=cmd_verify)
+
+    p = sub.add_parser("audit", help="the audit report of one entity")
+    p.add_argument("id")
+    p.add_argument("--format", choices=["md", "json"], default="md")
+    data_dir(p)
+    p.set_defaults(fn=cmd_audit)
+
+    p = sub.add_parser("demo", help="train a few small real models into ModelDB")
+    p.add_argument("--url", default=None, help="server URL or embedded folder")
+    p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("infra", help="real Kafka, PostgreSQL and Neo4j on loopback")
+    p.add_argument("action", choices=["up", "down", "status", "env"])
+    p.set_defaults(fn=cmd_infra)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The FastAPI application: ingest, GraphQL and UI in one process (`modeldb serve`), or
+any part alone (`modeldb writer`, `modeldb api`)."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from modeldb.infra.settings import Settings
+from modeldb.infra.system import PROJECTIONS, System
+from modeldb.query_api.app import query_router
+from modeldb.query_api.runs import RunQueries
+from modeldb.writer.http import ingest_router
+
+
+def local_actor(_request: Request) -> str:
+    # The embedded default has one user: whoever runs the server (auth arrives later).
+    return getpass.getuser()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    ingest: bool = True,
+    query: bool = True,
+    projections: tuple[str, ...] = PROJECTIONS,
+) -> FastAPI:
+    state: dict[str, System] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        system = await System.open(settings)
+        system.start_projectors(projections)
+        state["system"] = system
+        try:
+            yield
+        finally:
+            await system.close()
+
+    app = FastAPI(title="ModelDB", lifespan=lifespan, docs_url="/api/docs")
+
+    def system() -> System:
+        return state["system"]
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        ready = "system" in state
+        return JSONResponse({"status": "ok" if ready else "starting"}, 200 if ready else 503)
+
+    @app.get("/api/v1/projections")
+    async def projection_status(position: int | None = None, timeout: float = 10.0) -> JSONResponse:
+        """Where each projection is; with ?position=N, first wait until all have applied N."""
+        s = system()
+        reached = await s.wait_for(position, min(timeout, 60.0)) if position is not None else True
+        body = {"reached": reached,
+                "projections": {n: r.checkpoint for n, r in s.runtimes.items()}}
+        return JSONResponse(body, 200 if reached else 504)
+
+    if ingest:
+        app.include_router(ingest_router(lambda: system().writer, lambda: system().artifacts,
+                                         local_actor, max_body=settings.max_body))
+    if query:
+        queries: dict[str, RunQueries] = {}
+
+        def parts() -> tuple:
+            s = system()
+            if "q" not in queries:
+                queries["q"] = RunQueries(s.engine)
+            return queries["q"], s.graph, s.audit
+
+        app.include_router(query_router(parts))
+    return app

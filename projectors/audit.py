@@ -1,0 +1,195 @@
+"""The audit projection: every log record verbatim, indexed by aggregate, time and actor,
+each carrying a sha256 chained to the record before it in the same partition, so any
+edit, gap or reordering is detectable by `verify`."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from modeldb.event_schema import RecordedEvent, canonical_bytes
+from modeldb.projectors.base import SqlProjection
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+GENESIS = "0" * 64
+
+metadata = MetaData()
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("partition", Integer, primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("type", String(60), nullable=False),
+    Column("aggregate_kind", String(20), nullable=False),
+    Column("aggregate_id", String(700), nullable=False),
+    Column("occurred_at", String(40), nullable=False),
+    Column("recorded_at", String(40), nullable=False),
+    Column("actor", String(250)),
+    Column("source", String(100), nullable=False),
+    Column("duplicate", Boolean, nullable=False),  # same event_id seen at an earlier position
+    Column("body", Text, nullable=False),  # canonical JSON of the stored event
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("audit_by_aggregate", "aggregate_id", "recorded_at"),
+    Index("audit_by_event_id", "event_id"),
+    Index("audit_by_recorded_at", "recorded_at"),
+    Index("audit_by_actor", "actor", "recorded_at"),
+)
+
+
+def chain_hash(prev_hash: str, body: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + body).hexdigest()
+
+
+class AuditStore(SqlProjection):
+    name = "audit"
+    metadata = metadata
+    dedupe = False  # the audit trail mirrors the log record for record, duplicates included
+
+    async def apply_events(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
+        heads: dict[int, str] = {}
+        ids = list({e.raw["event_id"] for e in events})
+        seen = {row[0] for row in await conn.execute(
+            select(audit_events.c.event_id).where(audit_events.c.event_id.in_(ids)))}
+        rows = []
+        for recorded in events:
+            raw, part = recorded.raw, recorded.partition
+            if part not in heads:
+                heads[part] = await _head(conn, part)
+            body = canonical_bytes(raw)
+            digest = chain_hash(heads[part], body)
+            rows.append({
+                "partition": part, "position": recorded.position, "event_id": raw["event_id"],
+                "type": raw["type"], "aggregate_kind": raw["aggregate"]["kind"],
+                "aggregate_id": raw["aggregate"]["id"], "occurred_at": raw["occurred_at"],
+                "recorded_at": raw["recorded_at"], "actor": raw.get("actor"),
+                "source": raw.get("source", "sdk"), "duplicate": raw["event_id"] in seen,
+                "body": body.decode(), "prev_hash": heads[part], "hash": digest,
+            })
+            seen.add(raw["event_id"])
+            heads[part] = digest
+        await conn.execute(audit_events.insert(), rows)
+
+    async def history(
+        self,
+        aggregate_id: str,
+        *,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict]:
+        """Every event of one entity, in log order, as stored (duplicates left out)."""
+        query = (
+            select(audit_events.c.body)
+            .where(audit_events.c.aggregate_id == aggregate_id, audit_events.c.duplicate.is_(False))
+            .order_by(audit_events.c.recorded_at, audit_events.c.partition, audit_events.c.position)
+        )
+        if actor:
+            query = query.where(audit_events.c.actor == actor)
+        if since:
+            query = query.where(audit_events.c.recorded_at >= since.isoformat())
+        if until:
+            query = query.where(audit_events.c.recorded_at <= until.isoformat())
+        async with self.engine.connect() as conn:
+            return [orjson.loads(body) for (body,) in await conn.execute(query)]
+
+    async def verify(self, log_records: AsyncIterator[RecordedEvent] | None = None) -> Verdict:
+        """Recompute the chain; with the log's records, also check none is missing or edited."""
+        expected = _LogCursor(log_records) if log_records is not None else None
+        heads: dict[int, str] = {}
+        last_pos: dict[int, int] = {}
+        checked = 0
+        async with self.engine.connect() as conn:
+            result = await conn.stream(
+                select(audit_events.c.partition, audit_events.c.position, audit_events.c.body,
+                       audit_events.c.prev_hash, audit_events.c.hash)
+                .order_by(audit_events.c.partition, audit_events.c.position)
+            )
+            async for part, position, body, prev_hash, stored_hash in result:
+                head = heads.get(part, GENESIS)
+                if prev_hash != head:
+                    return Verdict(False, checked, part, position, "chain broken: a record before "
+                                   "this one was removed, reordered or altered")
+                if chain_hash(prev_hash, body.encode()) != stored_hash:
+                    return Verdict(False, checked, part, position, "hash mismatch: record altered")
+                if expected is not None:
+                    problem = await expected.check(part, position, body)
+                    if problem:
+                        return Verdict(False, checked, part, position, problem)
+                elif part in last_pos and position != last_pos[part] + 1:
+                    return Verdict(False, checked, part, last_pos[part] + 1, "gap: record missing")
+                heads[part], last_pos[part] = stored_hash, position
+                checked += 1
+        if expected is not None:
+            missing = await expected.remaining()
+            if missing is not None:
+                return Verdict(False, checked, missing.partition, missing.position,
+                               "log record not in the audit store (not yet projected or removed)")
+        return Verdict(True, checked)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    checked: int
+    partition: int | None = None
+    position: int | None = None
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"OK: {self.checked} records, hash chain intact"
+        return (f"FAILED at partition {self.partition} position {self.position}: {self.reason} "
+                f"({self.checked} records verified before it)")
+
+
+class _LogCursor:
+    """Walks the log beside the audit store (single-partition logs; SQLite)."""
+
+    def __init__(self, records: AsyncIterator[RecordedEvent]):
+        self._records = records
+
+    async def _next(self) -> RecordedEvent | None:
+        try:
+            return await anext(self._records)
+        except StopAsyncIteration:
+            return None
+
+    async def check(self, part: int, position: int, body: str) -> str | None:
+        record = await self._next()
+        if record is None:
+            return "record not in the log"
+        if (record.partition, record.position) != (part, position):
+            return f"gap: the log has position {record.position} here (record missing)"
+        if canonical_bytes(record.raw).decode() != body:
+            return "record differs from the log"
+        return None
+
+    async def remaining(self) -> RecordedEvent | None:
+        return await self._next()
+
+
+async def _head(conn: AsyncConnection, partition: int) -> str:
+    value = await conn.scalar(
+        select(audit_events.c.hash)
+        .where(audit_events.c.partition == partition)
+        .order_by(audit_events.c.position.desc())
+        .limit(1)
+    )
+    return value or GENESIS

@@ -1,0 +1,146 @@
+"""What a projection is, and the SQL-backed base that gives each batch one transaction
+holding its changes, its dedupe marks and its checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from typing import Any
+
+import orjson
+from modeldb.event_schema import RecordedEvent
+from modeldb.projectors.db import upsert
+from modeldb.writer.log import Batch, Checkpoint
+from sqlalchemy import Column, MetaData, String, Table, Text, delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+state_metadata = MetaData()
+projection_state = Table(
+    "projection_state",
+    state_metadata,
+    Column("name", String(50), primary_key=True),
+    Column("checkpoint", Text, nullable=False),
+)
+applied_events = Table(
+    "applied_events",
+    state_metadata,
+    Column("projection", String(50), primary_key=True),
+    Column("event_id", String(36), primary_key=True),
+)
+
+
+class Projection(ABC):
+    """A consumer of the log that maintains one read model."""
+
+    name: str
+
+    @abstractmethod
+    async def setup(self) -> None:
+        """Create what the projection needs (idempotent)."""
+
+    @abstractmethod
+    async def load_checkpoint(self) -> Checkpoint | None: ...
+
+    @abstractmethod
+    async def apply(self, batch: Batch) -> None:
+        """Apply a batch and store its checkpoint atomically; skip already-applied events."""
+
+    @abstractmethod
+    async def reset(self) -> None:
+        """Empty the projection and forget its checkpoint, ready to rebuild from zero."""
+
+    @abstractmethod
+    async def digest(self) -> str:
+        """A hash of the projection's content, equal for equal content however it was built."""
+
+    async def close(self) -> None:
+        return None
+
+
+class SqlProjection(Projection):
+    """Base for projections stored in the read database through SQLAlchemy."""
+
+    metadata: MetaData
+    dedupe = True  # skip events whose event_id this projection has applied before
+
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+
+    async def setup(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(state_metadata.create_all)
+            await conn.run_sync(self.metadata.create_all)
+
+    async def load_checkpoint(self) -> Checkpoint | None:
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(
+                select(projection_state.c.checkpoint).where(projection_state.c.name == self.name)
+            )
+        return orjson.loads(value) if value else None
+
+    async def apply(self, batch: Batch) -> None:
+        async with self.engine.begin() as conn:
+            events = await self._unseen(conn, batch.events) if self.dedupe else batch.events
+            if events:
+                await self.apply_events(conn, events)
+            await upsert(
+                conn,
+                projection_state,
+                [{"name": self.name, "checkpoint": orjson.dumps(batch.checkpoint).decode()}],
+                ["name"],
+                ["checkpoint"],
+            )
+
+    async def _unseen(self, conn: AsyncConnection, events: list[RecordedEvent]) -> list[RecordedEvent]:
+        ids = [e.raw["event_id"] for e in events]
+        seen: set[str] = set()
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            rows = await conn.execute(
+                select(applied_events.c.event_id).where(
+                    applied_events.c.projection == self.name, applied_events.c.event_id.in_(chunk)
+                )
+            )
+            seen.update(r[0] for r in rows)
+        fresh: list[RecordedEvent] = []
+        for event in events:
+            event_id = event.raw["event_id"]
+            if event_id not in seen:
+                seen.add(event_id)  # a duplicate inside one batch counts too
+                fresh.append(event)
+        await upsert(
+            conn,
+            applied_events,
+            [{"projection": self.name, "event_id": e.raw["event_id"]} for e in fresh],
+            ["projection", "event_id"],
+        )
+        return fresh
+
+    @abstractmethod
+    async def apply_events(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None: ...
+
+    async def reset(self) -> None:
+        async with self.engine.begin() as conn:
+            for table in reversed(self.metadata.sorted_tables):
+                await conn.execute(delete(table))
+            await conn.execute(delete(applied_events).where(applied_events.c.projection == self.name))
+            await conn.execute(delete(projection_state).where(projection_state.c.name == self.name))
+
+    async def digest(self) -> str:
+        """Hash every row of every table, in primary-key order (ignoring surrogate keys)."""
+        hasher = hashlib.sha256()
+        async with self.engine.connect() as conn:
+            for table in self.metadata.sorted_tables:
+                columns = [c for c in table.columns if c.name not in self.digest_ignores]
+                order = [c for c in columns if c.primary_key] or columns
+                rows = await conn.execute(select(*columns).order_by(*order))
+                hasher.update(table.name.encode())
+                for row in rows:
+                    hasher.update(orjson.dumps([_plain(v) for v in row]))
+        return hasher.hexdigest()
+
+    digest_ignores: frozenset[str] = frozenset()
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool | None) else str(value)

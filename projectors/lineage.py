@@ -1,0 +1,123 @@
+"""Lineage as a graph: which nodes and edges an event implies, and the traversal port.
+
+Both graph stores (SQL tables, Neo4j) take their nodes and edges from `graph_changes`, so
+they cannot disagree about what the events mean. Every edge points from effect to cause
+(W3C PROV): upstream is "follow outgoing edges", downstream is "follow incoming edges".
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from modeldb.event_schema import Event
+from modeldb.event_schema import types as t
+from modeldb.event_schema.nodes import node_id
+
+Direction = Literal["UPSTREAM", "DOWNSTREAM"]
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    kind: str
+
+
+@dataclass
+class LineageGraph:
+    nodes: list[Node] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+
+
+@dataclass
+class GraphChanges:
+    """Nodes an event defines (real), nodes it only refers to (placeholders), and edges."""
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    refs: dict[str, Node] = field(default_factory=dict)
+    edges: set[Edge] = field(default_factory=set)
+
+    def node(self, kind: str, entity_id: str, name: str | None = None) -> str:
+        nid = node_id(kind, entity_id)
+        self.nodes[nid] = Node(nid, kind, name or entity_id)
+        return nid
+
+    def ref(self, kind: str, entity_id: str, name: str | None = None) -> str:
+        nid = node_id(kind, entity_id)
+        if nid not in self.refs:
+            self.refs[nid] = Node(nid, kind, name or entity_id)
+        return nid
+
+    def edge(self, source: str, target: str, kind: str) -> None:
+        self.edges.add(Edge(source, target, kind))
+
+
+def graph_changes(events: Iterable[Event]) -> GraphChanges:
+    changes = GraphChanges()
+    for event in events:
+        _add(changes, event)
+    return changes
+
+
+def _add(g: GraphChanges, e: Event) -> None:
+    agg, p = e.aggregate.id, e.payload
+    if isinstance(p, t.ProjectCreated):
+        g.node("Project", agg, p.name)
+    elif isinstance(p, t.ExperimentCreated):
+        g.edge(g.node("Experiment", agg, p.name), g.ref("Project", p.project), "PART_OF")
+    elif isinstance(p, t.RunStarted):
+        run = g.node("Run", agg, p.name or agg)
+        g.edge(run, g.ref("Experiment", f"{p.project}/{p.experiment}", p.experiment), "PART_OF")
+        if p.parent_run_id:
+            g.edge(run, g.ref("Run", p.parent_run_id), "CHILD_OF")
+    elif isinstance(p, t.ArtifactLogged):
+        g.edge(g.ref("Artifact", p.digest, p.name), g.ref("Run", agg), "GENERATED_BY")
+    elif isinstance(p, t.CodeVersionRecorded):
+        commit = f"{p.commit}+dirty.{(p.diff_digest or 'unknown')[7:19]}" if p.dirty else p.commit
+        g.edge(g.ref("Run", agg), g.ref("CodeVersion", commit, commit[:12]), "USED")
+    elif isinstance(p, t.RunLinked):
+        entity = g.ref(p.kind, p.id, p.name)
+        if e.type == "RunInputLogged":
+            g.edge(g.ref("Run", agg), entity, "USED")
+        else:
+            g.edge(entity, g.ref("Run", agg), "GENERATED_BY")
+    elif isinstance(p, t.DatasetCreated):
+        g.node("Dataset", agg, p.name)
+    elif isinstance(p, t.DatasetVersionCreated):
+        version = g.node("DatasetVersion", f"{agg}@{p.digest}", f"{agg}@{p.digest[7:19]}")
+        g.edge(version, g.ref("Dataset", agg), "VERSION_OF")
+        for source in p.derived_from:
+            g.edge(version, g.ref("DatasetVersion", source), "DERIVED_FROM")
+    elif isinstance(p, t.RegisteredModelCreated):
+        g.node("RegisteredModel", agg, p.name)
+    elif isinstance(p, t.ModelVersionCreated):
+        version = g.node("ModelVersion", f"{agg}/{p.version}", f"{agg} v{p.version}")
+        g.edge(version, g.ref("RegisteredModel", agg), "VERSION_OF")
+        if p.run_id:
+            g.edge(version, g.ref("Run", p.run_id), "GENERATED_BY")
+        if p.artifact_digest:
+            g.edge(version, g.ref("Artifact", p.artifact_digest, p.artifact_name), "DERIVED_FROM")
+
+
+class GraphStore(ABC):
+    """Traversal over a lineage graph, whatever holds it."""
+
+    @abstractmethod
+    async def lineage(
+        self,
+        start: str,
+        direction: Direction = "UPSTREAM",
+        depth: int = 5,
+        edge_kinds: Sequence[str] | None = None,
+    ) -> LineageGraph:
+        """The start node and every node within `depth` hops, with the edges between them."""

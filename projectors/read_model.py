@@ -1,0 +1,215 @@
+"""The relational read model: normalised tables with typed numeric columns and the
+composite indexes the runs query filters and sorts on. Times are epoch milliseconds."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+ID = String(700)
+KEY = String(250)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("name", ID, primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", BigInteger),
+    Column("deleted", Boolean, nullable=False, default=False),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", ID, primary_key=True),  # "<project>/<name>"
+    Column("project", ID, nullable=False),
+    Column("name", ID, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", BigInteger),
+    Column("deleted", Boolean, nullable=False, default=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("project", ID),
+    Column("experiment", ID),  # experiment name; (project, experiment) names it
+    Column("name", ID),
+    Column("status", String(16), nullable=False, default="RUNNING"),
+    Column("start_time", BigInteger),
+    Column("end_time", BigInteger),
+    Column("parent_id", ID),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Index("runs_by_experiment", "project", "experiment", "start_time"),
+    Index("runs_by_start", "start_time"),
+    Index("runs_by_parent", "parent_id"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("value_num", Float),  # set when the value reads as a number, so 0.01 < 0.1 holds
+    Index("params_by_key_num", "key", "value_num"),
+    Index("params_by_key_text", "key", "value"),
+)
+
+metric_points = Table(
+    "metric_points",
+    metadata,
+    Column("run_id", ID, nullable=False),
+    Column("key", KEY, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float),  # SQLite stores NaN as NULL; PostgreSQL keeps NaN
+    Index("metric_points_by_run_key", "run_id", "key", "step", "timestamp"),
+)
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", Float),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("min_value", Float),  # of the finite values; NULL when there are none
+    Column("max_value", Float),
+    Column("first_value", Float),
+    Column("first_step", BigInteger, nullable=False),
+    Column("first_timestamp", BigInteger, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Index("latest_metrics_by_key_value", "key", "value"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("tags_by_key_value", "key", "value"),
+)
+
+attributes = Table(
+    "attributes",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", Text),
+    Column("value_num", Float),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("name", ID, primary_key=True),
+    Column("digest", String(71), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("kind", KEY, nullable=False),
+    Column("media_type", KEY),
+    Index("artifacts_by_digest", "digest"),
+)
+
+code_versions = Table(
+    "code_versions",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("commit", String(64), nullable=False),
+    Column("repository", Text),
+    Column("branch", Text),
+    Column("dirty", Boolean, nullable=False),
+    Column("diff_digest", String(71)),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("python", String(100), nullable=False),
+    Column("platform", String(200), nullable=False),
+    Column("packages", Text, nullable=False),  # JSON object name → version
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", ID, primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", BigInteger),
+    Column("deleted", Boolean, nullable=False, default=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", ID, primary_key=True),  # "<dataset>@sha256:<hex>"
+    Column("dataset", ID, nullable=False),
+    Column("digest", String(71), nullable=False),
+    Column("uri", Text),
+    Column("data_schema", Text),  # JSON
+    Column("row_count", BigInteger),
+    Column("created_at", BigInteger),
+    Index("dataset_versions_by_dataset", "dataset", "created_at"),
+)
+
+run_links = Table(
+    "run_links",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("direction", String(6), primary_key=True),  # "input" | "output"
+    Column("kind", String(20), primary_key=True),
+    Column("entity_id", ID, primary_key=True),
+    Column("name", ID),
+    Index("run_links_by_entity", "kind", "entity_id"),
+)
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", ID, primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", Text, nullable=False, default="{}"),
+    Column("created_at", BigInteger),
+    Column("deleted", Boolean, nullable=False, default=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("model", ID, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("run_id", ID),
+    Column("artifact_name", ID),
+    Column("artifact_digest", String(71)),
+    Column("source_uri", Text),
+    Column("description", Text, nullable=False, default=""),
+    Column("stage", String(16), nullable=False, default="None"),
+    Column("created_at", BigInteger),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Index("model_versions_by_run", "run_id"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model", ID, primary_key=True),
+    Column("alias", KEY, primary_key=True),
+    Column("version", Integer, nullable=False),
+)

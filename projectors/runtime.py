@@ -1,0 +1,99 @@
+"""The projector runtime: pull batches from the log, apply each in one transaction with its
+checkpoint, commit to the log only after, and offer "wait until position N is applied"."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from modeldb.projectors.base import Projection
+from modeldb.writer.log import Checkpoint, EventLog, Subscription
+
+log = logging.getLogger("modeldb.projectors")
+
+
+class ProjectorRuntime:
+    def __init__(
+        self,
+        log: EventLog,
+        projection: Projection,
+        *,
+        batch_size: int = 5000,
+        max_wait: float = 0.2,
+    ):
+        self.log = log
+        self.projection = projection
+        self.batch_size = batch_size
+        self.max_wait = max_wait
+        self.checkpoint: Checkpoint = {}
+        self.applied = 0
+        self._progress = asyncio.Condition()
+
+    async def _step(self, subscription: Subscription, max_wait: float | None = None) -> int:
+        wait = self.max_wait if max_wait is None else max_wait
+        batch = await subscription.next_batch(self.batch_size, wait)
+        if not batch.events:
+            return 0
+        await self.projection.apply(batch)
+        await subscription.commit(batch)
+        self.checkpoint = batch.checkpoint
+        self.applied += len(batch.events)
+        async with self._progress:
+            self._progress.notify_all()
+        return len(batch.events)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the log until `stop` is set; a failing batch is retried, never skipped."""
+        await self.projection.setup()
+        self.checkpoint = await self.projection.load_checkpoint() or {}
+        subscription = self.log.subscribe(self.projection.name, self.checkpoint)
+        try:
+            while not stop.is_set():
+                try:
+                    await self._step(subscription)
+                except Exception:
+                    log.exception("projection %s failed a batch; retrying", self.projection.name)
+                    await asyncio.sleep(1.0)
+                    await subscription.close()
+                    self.checkpoint = await self.projection.load_checkpoint() or {}
+                    subscription = self.log.subscribe(self.projection.name, self.checkpoint)
+        finally:
+            await subscription.close()
+
+    async def catch_up(self, on_progress: Callable[[int], None] | None = None) -> int:
+        """Apply everything in the log now, then return how many events were applied."""
+        await self.projection.setup()
+        self.checkpoint = await self.projection.load_checkpoint() or {}
+        subscription = self.log.subscribe(self.projection.name, self.checkpoint)
+        total = 0
+        try:
+            while True:
+                applied = await self._step(subscription, max_wait=0.0)
+                total += applied
+                if on_progress and applied:
+                    on_progress(applied)
+                if not applied and await subscription.caught_up():
+                    return total
+        finally:
+            await subscription.close()
+
+    async def rebuild(self, on_progress: Callable[[int], None] | None = None) -> int:
+        """Drop the projection and build it again from position zero."""
+        await self.projection.setup()
+        await self.projection.reset()
+        return await self.catch_up(on_progress)
+
+    async def wait_for(self, position: int, timeout: float = 10.0) -> bool:
+        """Wait until the (single-partition) log position is applied; False on timeout."""
+        async def reached() -> None:
+            async with self._progress:
+                await self._progress.wait_for(
+                    lambda: self.checkpoint.get("position", -1) >= position
+                )
+
+        try:
+            await asyncio.wait_for(reached(), timeout)
+        except TimeoutError:
+            return False
+        return True

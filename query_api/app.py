@@ -1,0 +1,48 @@
+"""The read side's HTTP surface: /graphql, and the web UI at /."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from modeldb.projectors.audit import AuditStore
+from modeldb.projectors.lineage import GraphStore
+from modeldb.query_api.loaders import Loaders
+from modeldb.query_api.runs import RunQueries
+from modeldb.query_api.schema import Query
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.fastapi import GraphQLRouter
+
+STATIC = Path(__file__).parent / "static"
+
+
+def build_schema() -> Any:
+    import strawberry
+
+    return strawberry.Schema(
+        query=Query,
+        extensions=[QueryDepthLimiter(max_depth=12), MaxTokensLimiter(max_token_count=5000),
+                    MaxAliasesLimiter(max_alias_count=30)],
+    )
+
+
+def graphql_context(queries: RunQueries, graph: GraphStore, audit: AuditStore) -> dict[str, Any]:
+    """A fresh context per request: dataloaders must not cache across requests."""
+    return {"loaders": Loaders(queries), "graph": graph, "audit": audit}
+
+
+def query_router(get_parts: Callable[[], tuple[RunQueries, GraphStore, AuditStore]]) -> APIRouter:
+    async def context(request: Request) -> dict[str, Any]:
+        return graphql_context(*get_parts())
+
+    router = APIRouter()
+    router.include_router(GraphQLRouter(build_schema(), context_getter=context), prefix="/graphql")
+
+    @router.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return router

@@ -1,0 +1,205 @@
+"""Run search: filter, multi-key order (nulls last), keyset cursors, totals — and the
+batched loaders the GraphQL fields use so no field issues one query per run."""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from modeldb.projectors import read_model as rm
+from modeldb.query_api.filters import Field, FilterError, OrderKey, parse_filter, parse_order_by
+from modeldb.query_api.sql_filters import _METRIC_COLUMNS, _RUN_COLUMNS, compile_filter
+from sqlalchemy import ColumnElement, and_, false, func, or_, select
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MAX_PAGE = 1000
+DEFAULT_ORDER = [OrderKey(Field("attributes", "start_time"), True)]
+
+
+@dataclass
+class RunPage:
+    total: int
+    rows: list[Row[Any]]
+    cursors: list[str]
+    has_next: bool
+
+
+def _encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode()
+
+
+def _decode_cursor(cursor: str, size: int) -> list[Any]:
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, orjson.JSONDecodeError):
+        raise FilterError("invalid cursor", 1) from None
+    if not isinstance(values, list) or len(values) != size:
+        raise FilterError("cursor does not match this orderBy", 1)
+    return values
+
+
+def _sort_columns(key: OrderKey, joins: list[Any], query: Any) -> tuple[list[Any], Any]:
+    """The expressions to sort on, and the query with whatever join they need."""
+    f = key.field
+    if f.scope == "attributes":
+        return [rm.runs.c[_RUN_COLUMNS[f.key]]], query
+    table = {"metrics": rm.latest_metrics, "params": rm.params, "tags": rm.tags}[f.scope]
+    alias = table.alias(f"sort{len(joins)}")
+    joins.append(alias)
+    query = query.outerjoin(alias, and_(alias.c.run_id == rm.runs.c.id, alias.c.key == f.key))
+    if f.scope == "metrics":
+        return [alias.c[_METRIC_COLUMNS[f.aggregate]]], query
+    if f.scope == "params":
+        # Numbers sort as numbers; text values after them, by text.
+        return [alias.c.value_num, alias.c.value], query
+    return [alias.c.value], query
+
+
+def _after(columns: list[tuple[Any, bool]], values: list[Any]) -> ColumnElement[bool]:
+    """Rows strictly after the cursor row in (col1, col2, …) order with nulls last."""
+    terms = []
+    for i, ((column, descending), value) in enumerate(zip(columns, values, strict=True)):
+        equal_before = [
+            (c.is_(None) if v is None else c == v) for (c, _), v in zip(columns[:i], values[:i],
+                                                                        strict=True)
+        ]
+        if value is None:
+            beyond: ColumnElement[bool] = false()  # nothing sorts after null (nulls last)
+        else:
+            beyond = or_(column < value if descending else column > value, column.is_(None))
+        terms.append(and_(*equal_before, beyond))
+    return or_(*terms)
+
+
+class RunQueries:
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+
+    async def search(
+        self,
+        filter: str | None = None,
+        order_by: list[str] | None = None,
+        first: int = 100,
+        after: str | None = None,
+        project: str | None = None,
+        experiment: str | None = None,
+    ) -> RunPage:
+        first = max(0, min(first, MAX_PAGE))
+        where = [compile_filter(parse_filter(filter)), rm.runs.c.deleted.is_(False)]
+        if project:
+            where.append(rm.runs.c.project == project)
+        if experiment:
+            where.append(rm.runs.c.experiment == experiment)
+        keys = parse_order_by(order_by) or DEFAULT_ORDER
+        query: Any = rm.runs
+        joins: list[Any] = []
+        columns: list[tuple[Any, bool]] = []
+        for key in keys:
+            sort_columns, query = _sort_columns(key, joins, query)
+            columns.extend((column, key.descending) for column in sort_columns)
+        columns.append((rm.runs.c.id, keys[-1].descending))  # unique tie-breaker
+        order = [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
+        page = select(rm.runs, *[c.label(f"_k{i}") for i, (c, _) in enumerate(columns)])
+        page = page.select_from(query).where(*where)
+        if after:
+            page = page.where(_after(columns, _decode_cursor(after, len(columns))))
+        page = page.order_by(*order).limit(first + 1)
+        count = select(func.count()).select_from(rm.runs).where(*where)
+        async with self.engine.connect() as conn:
+            total = await conn.scalar(count) or 0
+            rows = list(await conn.execute(page))
+        has_next = len(rows) > first
+        rows = rows[:first]
+        width = len(rm.runs.columns)
+        cursors = [_encode_cursor(list(r[width:])) for r in rows]
+        return RunPage(total, rows, cursors, has_next)
+
+    async def runs_by_id(self, ids: Sequence[str]) -> list[Row[Any] | None]:
+        rows = await self._rows(rm.runs, rm.runs.c.id, ids)
+        by_id = {r.id: r for r in rows}
+        return [by_id.get(i) for i in ids]
+
+    async def _rows(self, table: Any, column: Any, ids: Sequence[str], *order: Any) -> list[Row[Any]]:
+        async with self.engine.connect() as conn:
+            result = []
+            unique = list(dict.fromkeys(ids))
+            for start in range(0, len(unique), 500):
+                query = select(table).where(column.in_(unique[start : start + 500]))
+                if order:
+                    query = query.order_by(*order)
+                result.extend(await conn.execute(query))
+            return result
+
+    async def grouped(self, table: Any, ids: Sequence[str], *order: Any) -> list[list[Row[Any]]]:
+        """Rows of `table` for each run id, in the order of `ids` (one query per 500 ids)."""
+        groups: dict[str, list[Row[Any]]] = defaultdict(list)
+        for row in await self._rows(table, table.c.run_id, ids, *order):
+            groups[row.run_id].append(row)
+        return [groups.get(i, []) for i in ids]
+
+    async def metric_history(self, run_id: str, key: str) -> list[Row[Any]]:
+        t = rm.metric_points
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(
+                select(t.c.step, t.c.timestamp, t.c.value)
+                .where(t.c.run_id == run_id, t.c.key == key)
+                .order_by(t.c.step, t.c.timestamp)
+            ))
+
+    async def projects(self) -> list[Row[Any]]:
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(
+                select(rm.projects).where(rm.projects.c.deleted.is_(False))
+                .order_by(rm.projects.c.name)))
+
+    async def experiments(self, projects: Sequence[str]) -> list[list[Row[Any]]]:
+        groups: dict[str, list[Row[Any]]] = defaultdict(list)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(rm.experiments).where(rm.experiments.c.project.in_(list(projects)),
+                                             rm.experiments.c.deleted.is_(False))
+                .order_by(rm.experiments.c.name))
+            for row in rows:
+                groups[row.project].append(row)
+        return [groups.get(p, []) for p in projects]
+
+    async def registered_models(self) -> list[Row[Any]]:
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(
+                select(rm.registered_models).where(rm.registered_models.c.deleted.is_(False))
+                .order_by(rm.registered_models.c.name)))
+
+    async def model_versions(self, models: Sequence[str]) -> list[list[Row[Any]]]:
+        t = rm.model_versions
+        groups: dict[str, list[Row[Any]]] = defaultdict(list)
+        async with self.engine.connect() as conn:
+            for row in await conn.execute(select(t).where(t.c.model.in_(list(models)),
+                                                          t.c.deleted.is_(False))
+                                          .order_by(t.c.version)):
+                groups[row.model].append(row)
+        return [groups.get(m, []) for m in models]
+
+    async def aliases(self, models: Sequence[str]) -> list[list[Row[Any]]]:
+        t = rm.model_aliases
+        groups: dict[str, list[Row[Any]]] = defaultdict(list)
+        async with self.engine.connect() as conn:
+            for row in await conn.execute(select(t).where(t.c.model.in_(list(models)))
+                                          .order_by(t.c.alias)):
+                groups[row.model].append(row)
+        return [groups.get(m, []) for m in models]
+
+    async def artifact(self, run_id: str | None, digest: str | None) -> Row[Any] | None:
+        if not digest:
+            return None
+        t = rm.artifacts
+        query = select(t).where(t.c.digest == digest)
+        if run_id:
+            query = query.where(t.c.run_id == run_id)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query.limit(1))).first()
+

@@ -1,0 +1,408 @@
+"""The GraphQL schema (strawberry). Field names follow the public contract in DESIGN.md."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from modeldb.event_schema.nodes import aggregate_of, node_id, parse_node_id
+from modeldb.query_api.filters import FilterError
+from modeldb.query_api.loaders import Loaders
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+
+def _time(ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, UTC) if ms is not None else None
+
+
+def _finite(value: float | None) -> float | None:
+    # GraphQL floats cannot carry NaN or infinity; null says "not a finite number".
+    return value if value is not None and math.isfinite(value) else None
+
+
+@strawberry.type
+class KeyValue:
+    key: str
+    value: str
+
+
+@strawberry.type
+class Metric:
+    key: str
+    value: float | None
+    step: int
+    timestamp: float = strawberry.field(description="epoch milliseconds")
+    min: float | None
+    max: float | None
+    count: int
+
+
+@strawberry.type
+class MetricPoint:
+    step: int
+    timestamp: float = strawberry.field(description="epoch milliseconds")
+    value: float | None
+
+
+@strawberry.type
+class Artifact:
+    name: str
+    digest: str
+    uri: str
+    kind: str
+    size: float
+
+
+@strawberry.type
+class LinkedEntity:
+    id: str
+    kind: str
+    name: str | None
+
+
+@strawberry.type
+class CodeVersion:
+    commit: str
+    repository: str | None
+    branch: str | None
+    dirty: bool
+
+
+@strawberry.type
+class NamedRef:
+    name: str
+
+
+@strawberry.type
+class ExperimentRun:
+    id: strawberry.ID
+    name: str | None
+    status: str
+    start_time: datetime | None
+    end_time: datetime | None
+    _row: strawberry.Private[Any]
+    _loaders: strawberry.Private[Loaders]
+
+    @classmethod
+    def of(cls, row: Any, loaders: Loaders) -> ExperimentRun:
+        return cls(id=strawberry.ID(row.id), name=row.name, status=row.status,
+                   start_time=_time(row.start_time), end_time=_time(row.end_time),
+                   _row=row, _loaders=loaders)
+
+    @strawberry.field
+    def project(self) -> NamedRef | None:
+        return NamedRef(name=self._row.project) if self._row.project else None
+
+    @strawberry.field
+    def experiment(self) -> NamedRef | None:
+        return NamedRef(name=self._row.experiment) if self._row.experiment else None
+
+    @strawberry.field
+    async def params(self) -> list[KeyValue]:
+        return [KeyValue(key=r.key, value=r.value) for r in await self._loaders.params.load(self.id)]
+
+    @strawberry.field
+    async def metrics(self) -> list[Metric]:
+        return [
+            Metric(key=r.key, value=_finite(r.value), step=r.step, timestamp=r.timestamp,
+                   min=_finite(r.min_value), max=_finite(r.max_value), count=r.count)
+            for r in await self._loaders.metrics.load(self.id)
+        ]
+
+    @strawberry.field
+    async def tags(self) -> list[KeyValue]:
+        return [KeyValue(key=r.key, value=r.value) for r in await self._loaders.tags.load(self.id)]
+
+    @strawberry.field
+    async def metric_history(self, key: str) -> list[MetricPoint]:
+        rows = await self._loaders.queries.metric_history(self.id, key)
+        return [MetricPoint(step=r.step, timestamp=r.timestamp, value=_finite(r.value)) for r in rows]
+
+    @strawberry.field
+    async def artifacts(self) -> list[Artifact]:
+        return [Artifact(name=r.name, digest=r.digest, uri=r.uri, kind=r.kind, size=r.size)
+                for r in await self._loaders.artifacts.load(self.id)]
+
+    async def _links(self, direction: str) -> list[LinkedEntity]:
+        return [LinkedEntity(id=r.entity_id, kind=r.kind, name=r.name)
+                for r in await self._loaders.links.load(self.id) if r.direction == direction]
+
+    @strawberry.field
+    async def inputs(self) -> list[LinkedEntity]:
+        return await self._links("input")
+
+    @strawberry.field
+    async def outputs(self) -> list[LinkedEntity]:
+        return await self._links("output")
+
+    @strawberry.field
+    async def parent(self) -> ExperimentRun | None:
+        if not self._row.parent_id:
+            return None
+        row = await self._loaders.run.load(self._row.parent_id)
+        return ExperimentRun.of(row, self._loaders) if row else None
+
+    @strawberry.field
+    async def code_version(self) -> CodeVersion | None:
+        rows = await self._loaders.code.load(self.id)
+        if not rows:
+            return None
+        r = rows[0]
+        return CodeVersion(commit=r.commit, repository=r.repository, branch=r.branch, dirty=r.dirty)
+
+    @strawberry.field
+    async def environment(self) -> JSON | None:
+        rows = await self._loaders.environment.load(self.id)
+        if not rows:
+            return None
+        import orjson
+
+        return {"python": rows[0].python, "platform": rows[0].platform,
+                "packages": orjson.loads(rows[0].packages)}
+
+
+@strawberry.type
+class RunEdge:
+    cursor: str
+    node: ExperimentRun
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class RunConnection:
+    total_count: int
+    edges: list[RunEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class Experiment:
+    name: str
+    description: str
+
+
+@strawberry.type
+class Project:
+    name: str
+    description: str
+    _loaders: strawberry.Private[Loaders]
+
+    @strawberry.field
+    async def experiments(self) -> list[Experiment]:
+        return [Experiment(name=r.name, description=r.description)
+                for r in await self._loaders.experiments.load(self.name)]
+
+
+@strawberry.enum
+class Direction(Enum):
+    UPSTREAM = "UPSTREAM"
+    DOWNSTREAM = "DOWNSTREAM"
+
+
+@strawberry.type
+class LineageNode:
+    id: str
+    kind: str
+    name: str
+
+
+@strawberry.type
+class LineageEdge:
+    source: str
+    target: str
+    kind: str
+
+
+@strawberry.type
+class LineageGraph:
+    nodes: list[LineageNode]
+    edges: list[LineageEdge]
+
+
+@strawberry.type(name="Event")
+class EventRecord:
+    event_id: str
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str | None
+    source: str
+    schema_version: int
+    payload: JSON
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> EventRecord:
+        return cls(event_id=raw["event_id"], type=raw["type"],
+                   occurred_at=datetime.fromisoformat(raw["occurred_at"]),
+                   recorded_at=datetime.fromisoformat(raw["recorded_at"]),
+                   actor=raw.get("actor"), source=raw.get("source", "sdk"),
+                   schema_version=raw.get("schema_version", 1), payload=raw["payload"])
+
+
+@strawberry.type
+class VersionRef:
+    version: str
+    stage: str
+
+
+@strawberry.type
+class AliasRef:
+    alias: str
+    version: str
+
+
+@strawberry.type
+class ArtifactRef:
+    name: str | None
+    digest: str
+    uri: str | None
+
+
+@strawberry.type
+class RunRef:
+    id: strawberry.ID
+
+
+@strawberry.type
+class ModelVersion:
+    name: str
+    version: str
+    stage: str
+    aliases: list[str]
+    description: str
+    created_at: datetime | None
+    run: RunRef | None
+    artifact: ArtifactRef | None
+
+
+@strawberry.type
+class RegisteredModel:
+    name: str
+    description: str
+    _loaders: strawberry.Private[Loaders]
+
+    @strawberry.field
+    async def versions(self) -> list[VersionRef]:
+        return [VersionRef(version=str(r.version), stage=r.stage)
+                for r in await self._loaders.versions.load(self.name)]
+
+    @strawberry.field
+    async def aliases(self) -> list[AliasRef]:
+        return [AliasRef(alias=r.alias, version=str(r.version))
+                for r in await self._loaders.aliases.load(self.name)]
+
+
+def _loaders(info: Info) -> Loaders:
+    return info.context["loaders"]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def projects(self, info: Info) -> list[Project]:
+        rows = await _loaders(info).queries.projects()
+        return [Project(name=r.name, description=r.description, _loaders=_loaders(info))
+                for r in rows]
+
+    @strawberry.field
+    async def run(self, info: Info, id: strawberry.ID) -> ExperimentRun | None:
+        row = await _loaders(info).run.load(str(id))
+        return ExperimentRun.of(row, _loaders(info)) if row else None
+
+    @strawberry.field
+    async def runs(
+        self,
+        info: Info,
+        filter: str | None = None,
+        order_by: list[str] | None = None,
+        first: int = 100,
+        after: str | None = None,
+        project: str | None = None,
+        experiment: str | None = None,
+    ) -> RunConnection:
+        loaders = _loaders(info)
+        try:
+            page = await loaders.queries.search(filter, order_by, first, after, project, experiment)
+        except FilterError as exc:
+            raise ValueError(f"invalid filter: {exc}") from None
+        edges = [RunEdge(cursor=c, node=ExperimentRun.of(r, loaders))
+                 for r, c in zip(page.rows, page.cursors, strict=True)]
+        return RunConnection(
+            total_count=page.total,
+            edges=edges,
+            page_info=PageInfo(has_next_page=page.has_next,
+                               end_cursor=page.cursors[-1] if page.cursors else None),
+        )
+
+    @strawberry.field
+    async def lineage(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        direction: Direction = Direction.UPSTREAM,
+        depth: int = 5,
+        edge_kinds: list[str] | None = None,
+    ) -> LineageGraph:
+        kind, ident = parse_node_id(str(id))
+        start = node_id(kind, ident)
+        graph = await info.context["graph"].lineage(start, direction.value, max(0, min(depth, 50)),
+                                                    edge_kinds)
+        return LineageGraph(
+            nodes=[LineageNode(id=n.id, kind=n.kind, name=n.name) for n in graph.nodes],
+            edges=[LineageEdge(source=e.source, target=e.target, kind=e.kind) for e in graph.edges],
+        )
+
+    @strawberry.field
+    async def history(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[EventRecord]:
+        events = await info.context["audit"].history(aggregate_of(str(id)), actor=actor,
+                                                     since=since, until=until)
+        return [EventRecord.of(e) for e in events]
+
+    @strawberry.field
+    async def run_as_of(self, info: Info, id: strawberry.ID, at: datetime) -> ExperimentRun | None:
+        from modeldb.query_api.time_travel import run_as_of
+
+        return await run_as_of(info.context["audit"], str(id), at, ExperimentRun.of)
+
+    @strawberry.field
+    async def registered_models(self, info: Info) -> list[RegisteredModel]:
+        rows = await _loaders(info).queries.registered_models()
+        return [RegisteredModel(name=r.name, description=r.description, _loaders=_loaders(info))
+                for r in rows]
+
+    @strawberry.field
+    async def model_version(self, info: Info, name: str, version: str) -> ModelVersion | None:
+        loaders = _loaders(info)
+        rows = [r for r in await loaders.versions.load(name) if str(r.version) == version]
+        if not rows:
+            return None
+        r = rows[0]
+        aliases = [a.alias for a in await loaders.aliases.load(name) if a.version == r.version]
+        artifact = await loaders.queries.artifact(r.run_id, r.artifact_digest)
+        return ModelVersion(
+            name=name, version=str(r.version), stage=r.stage, aliases=aliases,
+            description=r.description, created_at=_time(r.created_at),
+            run=RunRef(id=strawberry.ID(r.run_id)) if r.run_id else None,
+            artifact=ArtifactRef(name=r.artifact_name, digest=r.artifact_digest,
+                                 uri=artifact.uri if artifact else None)
+            if r.artifact_digest else None,
+        )
+
+
+schema = strawberry.Schema(query=Query)

@@ -1,0 +1,183 @@
+"""The embedded event log: one SQLite file in WAL mode.
+
+`events.position` is the global order; `event_id` is unique, so a retried batch is stored
+once; triggers refuse UPDATE and DELETE, so the log only grows. Calls run in a worker
+thread (sqlite3 releases the GIL while it does I/O); several processes may share the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from modeldb.event_schema import RecordedEvent
+from modeldb.writer.log import Batch, Checkpoint, EventLog, Subscription
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position       INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       TEXT NOT NULL UNIQUE,
+    type           TEXT NOT NULL,
+    aggregate_kind TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    recorded_at    TEXT NOT NULL,
+    body           BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_aggregate ON events (aggregate_id, position);
+CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only: DELETE refused'); END;
+"""
+_POLL_SECONDS = 0.05  # how often a subscriber looks for events written by other processes
+
+
+class SQLiteEventLog(EventLog):
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.url = f"sqlite:///{self.path}"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: an acknowledged batch survives power loss, not just a process crash.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+        self._appended: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    # -- appending --------------------------------------------------------------------------
+
+    def append_sync(self, events: Sequence[Mapping[str, Any]]) -> list[int]:
+        ids = [e["event_id"] for e in events]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                known = self._positions_of(ids)
+                fresh: dict[str, Mapping[str, Any]] = {}
+                for event in events:
+                    if event["event_id"] not in known:
+                        fresh.setdefault(event["event_id"], event)
+                first = self._next_position()
+                self._db.executemany(
+                    "INSERT INTO events (event_id, type, aggregate_kind, aggregate_id,"
+                    " recorded_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                    [_row(e) for e in fresh.values()],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        # Under BEGIN IMMEDIATE nobody else writes, so the new rows took consecutive positions.
+        known.update({eid: first + i for i, eid in enumerate(fresh)})
+        self._notify()
+        return [known[eid] for eid in ids]
+
+    def _positions_of(self, ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._db.execute(
+                    f"SELECT event_id, position FROM events WHERE event_id IN ({marks})", chunk
+                ).fetchall()
+            )
+        return found
+
+    def _next_position(self) -> int:
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return (row[0] if row else 0) + 1
+
+    async def append(self, events: Sequence[Mapping[str, Any]]) -> list[int]:
+        return await asyncio.to_thread(self.append_sync, events)
+
+    def _notify(self) -> None:
+        for loop, event in list(self._appended):
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read_sync(self, after: int = 0, limit: int = 10_000) -> list[RecordedEvent]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT position, body FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [RecordedEvent(position=p, raw=orjson.loads(b)) for p, b in rows]
+
+    def head_sync(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+
+    async def read(self, after: int = 0, limit: int = 10_000) -> list[RecordedEvent]:
+        return await asyncio.to_thread(self.read_sync, after, limit)
+
+    async def head(self) -> int:
+        return await asyncio.to_thread(self.head_sync)
+
+    def subscribe(self, group: str, checkpoint: Checkpoint | None) -> Subscription:
+        return _SQLiteSubscription(self, (checkpoint or {}).get("position", 0))
+
+    def _waiter(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._appended.append((asyncio.get_running_loop(), event))
+        return event
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _SQLiteSubscription(Subscription):
+    """The consumer keeps its position in its own store; the log needs no group state."""
+
+    def __init__(self, log: SQLiteEventLog, position: int):
+        self._log = log
+        self._position = position
+        self._wake: asyncio.Event | None = None
+
+    async def next_batch(self, max_events: int, max_wait: float) -> Batch:
+        if self._wake is None:
+            self._wake = self._log._waiter()
+        deadline = asyncio.get_running_loop().time() + max_wait
+        while True:
+            self._wake.clear()
+            events = await self._log.read(self._position, max_events)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if events or remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(_POLL_SECONDS, remaining))
+        if events:
+            self._position = events[-1].position
+        return Batch(events, {"position": self._position})
+
+    async def commit(self, batch: Batch) -> None:
+        return None  # the checkpoint lives in the consumer's transaction
+
+    async def caught_up(self) -> bool:
+        return self._position >= await self._log.head()
+
+    async def close(self) -> None:
+        if self._wake is not None:
+            self._log._appended = [w for w in self._log._appended if w[1] is not self._wake]
+
+
+def _row(event: Mapping[str, Any]) -> tuple[Any, ...]:
+    aggregate = event["aggregate"]
+    return (
+        event["event_id"],
+        event["type"],
+        aggregate["kind"],
+        aggregate["id"],
+        event["recorded_at"],
+        orjson.dumps(event),
+    )
