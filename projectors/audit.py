@@ -122,18 +122,19 @@ class AuditStore(SqlProjection):
                 .order_by(audit_events.c.partition, audit_events.c.position)
             )
             async for part, position, body, prev_hash, stored_hash in result:
-                head = heads.get(part, GENESIS)
-                if prev_hash != head:
+                log_record = await expected.next() if expected is not None else None
+                if expected is not None and log_record is None:
+                    return Verdict(False, checked, part, position, "record not in the log")
+                gap_at = _gap(part, position, last_pos, log_record)
+                if gap_at is not None:
+                    return Verdict(False, checked, part, gap_at, "record missing")
+                if prev_hash != heads.get(part, GENESIS):
                     return Verdict(False, checked, part, position, "chain broken: a record before "
                                    "this one was removed, reordered or altered")
                 if chain_hash(prev_hash, body.encode()) != stored_hash:
                     return Verdict(False, checked, part, position, "hash mismatch: record altered")
-                if expected is not None:
-                    problem = await expected.check(part, position, body)
-                    if problem:
-                        return Verdict(False, checked, part, position, problem)
-                elif part in last_pos and position != last_pos[part] + 1:
-                    return Verdict(False, checked, part, last_pos[part] + 1, "gap: record missing")
+                if log_record is not None and canonical_bytes(log_record.raw).decode() != body:
+                    return Verdict(False, checked, part, position, "record differs from the log")
                 heads[part], last_pos[part] = stored_hash, position
                 checked += 1
         if expected is not None:
@@ -165,24 +166,23 @@ class _LogCursor:
     def __init__(self, records: AsyncIterator[RecordedEvent]):
         self._records = records
 
-    async def _next(self) -> RecordedEvent | None:
+    async def next(self) -> RecordedEvent | None:
         try:
             return await anext(self._records)
         except StopAsyncIteration:
             return None
 
-    async def check(self, part: int, position: int, body: str) -> str | None:
-        record = await self._next()
-        if record is None:
-            return "record not in the log"
-        if (record.partition, record.position) != (part, position):
-            return f"gap: the log has position {record.position} here (record missing)"
-        if canonical_bytes(record.raw).decode() != body:
-            return "record differs from the log"
-        return None
-
     async def remaining(self) -> RecordedEvent | None:
-        return await self._next()
+        return await self.next()
+
+
+def _gap(part: int, position: int, last: dict[int, int], log_record: RecordedEvent | None) -> int | None:
+    """The first missing position before this audit record, if any."""
+    if log_record is not None:
+        return log_record.position if log_record.position != position else None
+    if part in last and position != last[part] + 1:
+        return last[part] + 1
+    return None
 
 
 async def _head(conn: AsyncConnection, partition: int) -> str:

@@ -77,7 +77,10 @@ def _add(g: GraphChanges, e: Event) -> None:
         g.edge(g.node("Experiment", agg, p.name), g.ref("Project", p.project), "PART_OF")
     elif isinstance(p, t.RunStarted):
         run = g.node("Run", agg, p.name or agg)
-        g.edge(run, g.ref("Experiment", f"{p.project}/{p.experiment}", p.experiment), "PART_OF")
+        experiment = g.ref("Experiment", f"{p.project}/{p.experiment}", p.experiment)
+        g.edge(run, experiment, "PART_OF")
+        # The run also says where its experiment lives, whichever of them arrives first.
+        g.edge(experiment, g.ref("Project", p.project), "PART_OF")
         if p.parent_run_id:
             g.edge(run, g.ref("Run", p.parent_run_id), "CHILD_OF")
     elif isinstance(p, t.ArtifactLogged):

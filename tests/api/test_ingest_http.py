@@ -1,0 +1,95 @@
+"""POST /api/v1/events against a real `modeldb serve` process."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import pytest
+
+from modeldb.event_schema import encode, uuid7
+from modeldb.writer.sqlite_log import SQLiteEventLog
+from tests.helpers import ServerProcess, every_event_type, run_events, wire
+
+
+def log_size(server: ServerProcess) -> int:
+    return SQLiteEventLog(server.home / "events.db").head_sync()
+
+
+def test_array_and_ndjson_bodies_are_accepted_with_positions(modeldb_server: ServerProcess) -> None:
+    events = every_event_type()
+    r = httpx.post(f"{modeldb_server.url}/api/v1/events", json=wire(events[:10]))
+    assert r.status_code == 202
+    assert r.json()["positions"] == list(range(1, 11))
+    ndjson = b"\n".join(encode(e) for e in events[10:])
+    r = httpx.post(f"{modeldb_server.url}/api/v1/events", content=ndjson,
+                   headers={"content-type": "application/x-ndjson"})
+    assert r.status_code == 202
+    assert r.json()["positions"] == list(range(11, len(events) + 1))
+    stored = SQLiteEventLog(modeldb_server.home / "events.db").read_sync()
+    assert [s.raw["event_id"] for s in stored] == [e.event_id for e in events]
+    assert all(s.raw["actor"] and s.raw["recorded_at"] for s in stored)
+
+
+def test_the_writer_stamps_actor_and_time_whatever_the_client_says(
+    modeldb_server: ServerProcess,
+) -> None:
+    (event,) = wire(run_events(uuid7(), status=None))
+    event.update(actor="mallory", recorded_at="1999-01-01T00:00:00+00:00")
+    assert httpx.post(f"{modeldb_server.url}/api/v1/events", json=[event]).status_code == 202
+    (stored,) = SQLiteEventLog(modeldb_server.home / "events.db").read_sync()
+    assert stored.raw["actor"] != "mallory"
+    assert not stored.raw["recorded_at"].startswith("1999")
+
+
+def _good() -> dict:
+    return wire(run_events(uuid7(), status=None))[0]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    (b"[{\"event_id\": ", 400, "malformed JSON"),
+    (b"{\"not\": \"a list\"}\n{", 400, "malformed JSON"),
+    (orjson.dumps([{**_good(), "type": "RunTeleported"}]), 422, "unknown event type"),
+    (orjson.dumps([{**_good(), "payload": {"project": 1, "experiment": [],
+                                           "start_time": "x"}}]), 422, "payload.project"),
+    (orjson.dumps([{**_good(), "surprise": True}]), 422, "unknown envelope field"),
+    (orjson.dumps([_good(), {**_good(), "payload": {"bogus": 1}}]), 422, "event 1"),
+])
+def test_bad_input_gets_a_clear_4xx_and_the_log_is_unchanged(
+    modeldb_server: ServerProcess, body: bytes, status: int, message: str
+) -> None:
+    r = httpx.post(f"{modeldb_server.url}/api/v1/events", content=body)
+    assert r.status_code == status, r.text
+    assert message in r.text
+    assert log_size(modeldb_server) == 0  # nothing of a rejected batch is appended
+
+
+def test_an_oversize_body_is_refused(modeldb_server: ServerProcess) -> None:
+    big = b"[" + b" " * (33 * 1024 * 1024) + b"]"
+    r = httpx.post(f"{modeldb_server.url}/api/v1/events", content=big, timeout=60)
+    assert r.status_code == 413
+    assert "exceeds" in r.json()["error"]
+    assert log_size(modeldb_server) == 0
+
+
+def test_a_too_large_batch_is_refused(modeldb_server: ServerProcess) -> None:
+    run = uuid7()
+    events = [{**_good(), "event_id": uuid7(), "aggregate": {"kind": "run", "id": run}}
+              for _ in range(10_001)]
+    r = httpx.post(f"{modeldb_server.url}/api/v1/events", json=events, timeout=60)
+    assert r.status_code == 413
+    assert "limit of 10000" in r.text
+
+
+def test_artifacts_upload_and_download_by_digest(modeldb_server: ServerProcess) -> None:
+    content = b"weights" * 1000
+    r = httpx.post(f"{modeldb_server.url}/api/v1/artifacts", content=content)
+    assert r.status_code == 201
+    digest = r.json()["digest"]
+    assert r.json()["size"] == len(content) and r.json()["uri"].endswith(digest)
+    assert httpx.get(f"{modeldb_server.url}/api/v1/artifacts/{digest}").content == content
+    wrong = httpx.post(f"{modeldb_server.url}/api/v1/artifacts", content=b"x",
+                       headers={"x-content-digest": digest})
+    assert wrong.status_code == 422
+    assert httpx.get(f"{modeldb_server.url}/api/v1/artifacts/..%2F..%2Fetc%2Fpasswd").status_code in (400, 404)
+    missing = "sha256:" + "0" * 64
+    assert httpx.get(f"{modeldb_server.url}/api/v1/artifacts/{missing}").status_code == 404
