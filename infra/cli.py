@@ -116,6 +116,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from modeldb.projectors.db import create_engine
+    from modeldb.projectors.migrations import HEAD, migrate
+
+    async def run() -> list[int]:
+        engine = create_engine(Settings.load(args.data_dir).read_db)
+        try:
+            return await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    applied = asyncio.run(run())
+    print(f"applied migrations {applied}; schema at version {HEAD}" if applied
+          else f"schema already at version {HEAD}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from modeldb.infra.demo import run_demo
 
@@ -166,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["md", "json"], default="md")
     data_dir(p)
     p.set_defaults(fn=cmd_audit)
+
+    p = sub.add_parser("migrate", help="bring the read database to this version's schema")
+    data_dir(p)
+    p.set_defaults(fn=cmd_migrate)
 
     p = sub.add_parser("demo", help="train a few small real models into ModelDB")
     p.add_argument("--url", default=None, help="server URL or embedded folder")

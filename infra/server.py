@@ -4,6 +4,7 @@ any part alone (`modeldb writer`, `modeldb api`)."""
 from __future__ import annotations
 
 import getpass
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -60,6 +61,20 @@ def create_app(
         return JSONResponse(body, 200 if reached else 504)
 
     if ingest:
+        demo_runs: list[threading.Thread] = []
+
+        @app.post("/api/v1/demo", status_code=202)
+        async def load_demo(request: Request) -> JSONResponse:
+            """Train the demo models into this server (the UI's "Load demo data" button)."""
+            if demo_runs and demo_runs[-1].is_alive():
+                return JSONResponse({"status": "already running"}, 409)
+            from modeldb.infra.demo import run_demo
+
+            url = str(request.base_url).rstrip("/")
+            demo_runs.append(threading.Thread(target=run_demo, args=(url,), daemon=True))
+            demo_runs[-1].start()
+            return JSONResponse({"status": "started"}, 202)
+
         app.include_router(ingest_router(lambda: system().writer, lambda: system().artifacts,
                                          local_actor, max_body=settings.max_body))
     if query:

@@ -67,9 +67,9 @@ class SqlProjection(Projection):
         self.engine = engine
 
     async def setup(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(state_metadata.create_all)
-            await conn.run_sync(self.metadata.create_all)
+        from modeldb.projectors.migrations import ensure_schema
+
+        await ensure_schema(self.engine)
 
     async def load_checkpoint(self) -> Checkpoint | None:
         async with self.engine.connect() as conn:

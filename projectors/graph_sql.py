@@ -67,7 +67,7 @@ class SqlGraph(SqlProjection, GraphStore):
         kind_filter = "AND e.kind IN :kinds" if kinds else ""
         walk = text(f"""
             WITH RECURSIVE walk(node, depth) AS (
-                SELECT :start, 0
+                SELECT CAST(:start AS VARCHAR(760)), 0
                 UNION
                 SELECT e.{far}, w.depth + 1
                 FROM graph_edges e JOIN walk w ON e.{near} = w.node

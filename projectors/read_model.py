@@ -14,9 +14,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
 )
 
 metadata = MetaData()
+PREFIX = 200  # characters of a text value held in its index
 ID = String(700)
 KEY = String(250)
 
@@ -65,8 +67,10 @@ params = Table(
     Column("value", Text, nullable=False),
     Column("value_num", Float),  # set when the value reads as a number, so 0.01 < 0.1 holds
     Index("params_by_key_num", "key", "value_num"),
-    Index("params_by_key_text", "key", "value"),
 )
+# Text values can be longer than a B-tree entry allows (PostgreSQL: ~2.7 kB), so the text
+# indexes hold a prefix; filters compare the prefix first, then the whole value.
+Index("params_by_key_text", params.c.key, func.substr(params.c.value, 1, PREFIX))
 
 metric_points = Table(
     "metric_points",
@@ -102,8 +106,8 @@ tags = Table(
     Column("run_id", ID, primary_key=True),
     Column("key", KEY, primary_key=True),
     Column("value", Text, nullable=False),
-    Index("tags_by_key_value", "key", "value"),
 )
+Index("tags_by_key_value", tags.c.key, func.substr(tags.c.value, 1, PREFIX))
 
 attributes = Table(
     "attributes",

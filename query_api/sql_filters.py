@@ -83,21 +83,28 @@ def _value_test(f: Field, table: Any, c: Compare) -> ColumnElement[bool]:
             raise FilterError(f"{f} is numeric: compare it with a number", 1)
         column = table.c[_METRIC_COLUMNS[f.aggregate]]
         return _apply(column, c.op, tuple(numbers) if isinstance(c.value, tuple) else numbers[0])
+    texts = tuple(_text(v) for v in values)
     if f.scope == "tags" or c.op in ("like", "ilike", "notlike", "notilike"):
-        texts = tuple(_text(v) for v in values)
-        return _apply(table.c.value, c.op, texts if isinstance(c.value, tuple) else texts[0])
+        return _text_test(table, c.op, texts, isinstance(c.value, tuple))
     # params: compare as numbers when the literal reads as one, so lr < 0.1 means what it
     # says for a value logged as 0.01; equality also accepts the exact text.
     numbers = [number_of(v) for v in values]
     if None in numbers:
-        texts = tuple(_text(v) for v in values)
-        return _apply(table.c.value, c.op, texts if isinstance(c.value, tuple) else texts[0])
+        return _text_test(table, c.op, texts, isinstance(c.value, tuple))
     numeric = _apply(table.c.value_num, c.op,
                      tuple(numbers) if isinstance(c.value, tuple) else numbers[0])
     if c.op in ("=", "in"):
-        texts = tuple(_text(v) for v in values)
-        return or_(numeric, table.c.value.in_(texts))
+        return or_(numeric, _text_test(table, "in", texts, True))
     return numeric
+
+
+def _text_test(table: Any, op: str, texts: tuple[str, ...], many: bool) -> ColumnElement[bool]:
+    test = _apply(table.c.value, op, texts if many else texts[0])
+    if op in ("=", "in"):
+        # Equality first on the indexed prefix (see read_model.PREFIX), then in full.
+        prefix = func.substr(table.c.value, 1, rm.PREFIX)
+        return and_(prefix.in_([t[: rm.PREFIX] for t in texts]), test)
+    return test
 
 
 def _text(value: Value) -> str:

@@ -1,0 +1,1 @@
+"""ModelDB benchmarks: `python -m bench [--quick]` prints a table and writes bench/results/."""

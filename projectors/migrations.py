@@ -1,0 +1,91 @@
+"""Versioned schema migrations for the read database.
+
+Each migration is a numbered, described step; `schema_migrations` records which ran. The
+embedded SQLite database belongs to one ModelDB and is migrated on open. A shared
+PostgreSQL database is never changed silently: until `modeldb migrate` has brought it to
+the version this code needs, opening it fails with a message saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+_meta = MetaData()
+schema_migrations = Table(
+    "schema_migrations",
+    _meta,
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class SchemaOutdated(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def _initial(conn: AsyncConnection) -> None:
+    from modeldb.projectors import audit, base, graph_sql, read_model
+
+    for metadata in (base.state_metadata, read_model.metadata, graph_sql.metadata,
+                     audit.metadata):
+        await conn.run_sync(metadata.create_all)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema: read model, lineage graph, audit store", _initial),
+)
+HEAD = MIGRATIONS[-1].version
+
+
+async def current_version(engine: AsyncEngine) -> int:
+    async with engine.begin() as conn:
+        await conn.run_sync(_meta.create_all)
+        versions = [row[0] for row in await conn.execute(select(schema_migrations.c.version))]
+    return max(versions, default=0)
+
+
+async def migrate(engine: AsyncEngine) -> list[int]:
+    """Apply every pending migration, each in its own transaction; the versions applied."""
+    applied = []
+    for migration in MIGRATIONS:
+        async with engine.begin() as conn:
+            await conn.run_sync(_meta.create_all)
+            done = await conn.scalar(select(schema_migrations.c.version)
+                                     .where(schema_migrations.c.version == migration.version))
+            if done is not None:
+                continue
+            await migration.apply(conn)
+            await conn.execute(schema_migrations.insert().values(
+                version=migration.version, description=migration.description,
+                applied_at=datetime.now(UTC)))
+            applied.append(migration.version)
+    return applied
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    """Migrate an embedded database; require a shared one to have been migrated."""
+    if engine.dialect.name == "sqlite":
+        await migrate(engine)
+        return
+    version = await current_version(engine)
+    if version < HEAD:
+        raise SchemaOutdated(
+            f"the read database is at schema version {version}, this ModelDB needs {HEAD}: "
+            "run `modeldb migrate` (with the same MODELDB_READ_DB) first")
+    if version > HEAD:
+        raise SchemaOutdated(
+            f"the read database is at schema version {version}, newer than this ModelDB "
+            f"({HEAD}): upgrade ModelDB")
