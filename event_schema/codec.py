@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
+
 from modeldb.event_schema.envelope import Aggregate, Event
 from modeldb.event_schema.types import EVENT_TYPES, EventType
-from pydantic import ValidationError
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ENVELOPE_KEYS = frozenset(

@@ -15,6 +15,7 @@ from modeldb.infra.system import PROJECTIONS, System
 
 def _serve(args: argparse.Namespace, **parts: object) -> int:
     import uvicorn
+
     from modeldb.infra.server import create_app
 
     settings = Settings.load(args.data_dir)

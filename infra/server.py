@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
 from modeldb.infra.settings import Settings
 from modeldb.infra.system import PROJECTIONS, System
 from modeldb.query_api.app import query_router
@@ -52,13 +53,14 @@ def create_app(
         return JSONResponse({"status": "ok" if ready else "starting"}, 200 if ready else 503)
 
     @app.get("/api/v1/projections")
-    async def projection_status(position: int | None = None, timeout: float = 10.0) -> JSONResponse:
-        """Where each projection is; with ?position=N, first wait until all have applied N."""
+    async def projection_status(wait: bool = False, timeout: float = 10.0) -> JSONResponse:
+        """Where each projection is; with ?wait=true, first wait until the projections this
+        process runs have applied everything appended so far (read-your-writes)."""
         s = system()
-        reached = await s.wait_for(position, min(timeout, 60.0)) if position is not None else True
-        body = {"reached": reached,
-                "projections": {n: r.checkpoint for n, r in s.runtimes.items()}}
-        return JSONResponse(body, 200 if reached else 504)
+        done = await s.wait_projected(min(timeout, 60.0), projections) if wait else True
+        body = {"caught_up": done, "log_head": await s.log.head(),
+                "projections": {n: s.runtimes[n].checkpoint for n in projections}}
+        return JSONResponse(body, 200 if done else 504)
 
     if ingest:
         demo_runs: list[threading.Thread] = []

@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from modeldb.infra.settings import Settings
 from modeldb.projectors.audit import AuditStore
 from modeldb.projectors.base import Projection
@@ -16,7 +18,6 @@ from modeldb.projectors.lineage import GraphStore
 from modeldb.projectors.runtime import ProjectorRuntime
 from modeldb.projectors.sql_projection import SqlReadModel
 from modeldb.writer import EventLog, LocalArtifactStore, Writer, open_event_log
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 PROJECTIONS = ("sql", "graph", "audit")
 
@@ -86,11 +87,11 @@ class System:
         for name in names:
             await self.runtimes[name].catch_up()
 
-    async def wait_for(self, position: int, timeout: float = 10.0) -> bool:
-        results = await asyncio.gather(
-            *(r.wait_for(position, timeout) for r in self.runtimes.values())
-        )
-        return all(results)
+    async def wait_projected(self, timeout: float = 10.0, names: Iterable[str] | None = None) -> bool:
+        """Wait until the running projectors have applied everything appended so far."""
+        target = await self.log.head()
+        runtimes = [self.runtimes[n] for n in (names or self.runtimes)]
+        return all(await asyncio.gather(*(r.wait_until(target, timeout) for r in runtimes)))
 
     async def close(self) -> None:
         self._stop.set()

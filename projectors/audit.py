@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from modeldb.event_schema import RecordedEvent, canonical_bytes
-from modeldb.projectors.base import SqlProjection
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -25,6 +23,9 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from modeldb.event_schema import RecordedEvent, canonical_bytes
+from modeldb.projectors.base import SqlProjection
 
 GENESIS = "0" * 64
 

@@ -8,18 +8,22 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import orjson
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
 from modeldb.event_schema import RecordedEvent
 from modeldb.projectors.db import upsert
 from modeldb.writer.log import Batch, Checkpoint
-from sqlalchemy import Column, MetaData, String, Table, Text, delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 state_metadata = MetaData()
+# One row per (projection, partition): consumers of different partitions of one projection
+# (scaled-out projector processes) each advance only their own rows.
 projection_state = Table(
     "projection_state",
     state_metadata,
     Column("name", String(50), primary_key=True),
-    Column("checkpoint", Text, nullable=False),
+    Column("part", String(20), primary_key=True),  # "position" on SQLite, the partition on Kafka
+    Column("position", BigInteger, nullable=False),
 )
 applied_events = Table(
     "applied_events",
@@ -73,10 +77,12 @@ class SqlProjection(Projection):
 
     async def load_checkpoint(self) -> Checkpoint | None:
         async with self.engine.connect() as conn:
-            value = await conn.scalar(
-                select(projection_state.c.checkpoint).where(projection_state.c.name == self.name)
+            rows = await conn.execute(
+                select(projection_state.c.part, projection_state.c.position)
+                .where(projection_state.c.name == self.name)
             )
-        return orjson.loads(value) if value else None
+            checkpoint = {part: position for part, position in rows}
+        return checkpoint or None
 
     async def apply(self, batch: Batch) -> None:
         async with self.engine.begin() as conn:
@@ -86,9 +92,10 @@ class SqlProjection(Projection):
             await upsert(
                 conn,
                 projection_state,
-                [{"name": self.name, "checkpoint": orjson.dumps(batch.checkpoint).decode()}],
-                ["name"],
-                ["checkpoint"],
+                [{"name": self.name, "part": part, "position": position}
+                 for part, position in batch.checkpoint.items()],
+                ["name", "part"],
+                ["position"],
             )
 
     async def _unseen(self, conn: AsyncConnection, events: list[RecordedEvent]) -> list[RecordedEvent]:

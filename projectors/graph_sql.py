@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import Boolean, Column, Index, MetaData, String, Table, bindparam, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
 from modeldb.event_schema import RecordedEvent
 from modeldb.projectors.base import SqlProjection
 from modeldb.projectors.db import upsert
@@ -16,8 +19,6 @@ from modeldb.projectors.lineage import (
     Node,
     graph_changes,
 )
-from sqlalchemy import Boolean, Column, Index, MetaData, String, Table, bindparam, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 metadata = MetaData()
 graph_nodes = Table(

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from modeldb.projectors.base import Projection
-from modeldb.writer.log import Checkpoint, EventLog, Subscription
+from modeldb.writer.log import Checkpoint, EventLog, Subscription, reached
 
 log = logging.getLogger("modeldb.projectors")
 
@@ -47,6 +47,8 @@ class ProjectorRuntime:
         """Follow the log until `stop` is set; a failing batch is retried, never skipped."""
         await self.projection.setup()
         self.checkpoint = await self.projection.load_checkpoint() or {}
+        async with self._progress:
+            self._progress.notify_all()  # waiters may already be satisfied by the stored one
         subscription = self.log.subscribe(self.projection.name, self.checkpoint)
         try:
             while not stop.is_set():
@@ -84,16 +86,14 @@ class ProjectorRuntime:
         await self.projection.reset()
         return await self.catch_up(on_progress)
 
-    async def wait_for(self, position: int, timeout: float = 10.0) -> bool:
-        """Wait until the (single-partition) log position is applied; False on timeout."""
-        async def reached() -> None:
+    async def wait_until(self, target: Checkpoint, timeout: float = 10.0) -> bool:
+        """Wait until this projection has applied the log up to `target`; False on timeout."""
+        async def until_reached() -> None:
             async with self._progress:
-                await self._progress.wait_for(
-                    lambda: self.checkpoint.get("position", -1) >= position
-                )
+                await self._progress.wait_for(lambda: reached(self.checkpoint, target))
 
         try:
-            await asyncio.wait_for(reached(), timeout)
+            await asyncio.wait_for(until_reached(), timeout)
         except TimeoutError:
             return False
         return True

@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import Table, case, delete, func, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from modeldb.event_schema import Event, RecordedEvent
 from modeldb.event_schema import types as t
 from modeldb.projectors import read_model as rm
 from modeldb.projectors.base import SqlProjection
 from modeldb.projectors.db import insert_for, is_postgres, upsert
-from sqlalchemy import Table, case, delete, func, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 _DELETE = object()
 

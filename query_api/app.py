@@ -8,13 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.fastapi import GraphQLRouter
+
 from modeldb.projectors.audit import AuditStore
 from modeldb.projectors.lineage import GraphStore
 from modeldb.query_api.loaders import Loaders
 from modeldb.query_api.runs import RunQueries
 from modeldb.query_api.schema import Query
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
-from strawberry.fastapi import GraphQLRouter
 
 STATIC = Path(__file__).parent / "static"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from strawberry.dataloader import DataLoader
+
 from modeldb.projectors import read_model as rm
 from modeldb.query_api.runs import RunQueries
-from strawberry.dataloader import DataLoader
 
 
 class Loaders:

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from modeldb.projectors import read_model as rm
-from modeldb.query_api.filters import Field, FilterError, OrderKey, parse_filter, parse_order_by
-from modeldb.query_api.sql_filters import _METRIC_COLUMNS, _RUN_COLUMNS, compile_filter
 from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from modeldb.projectors import read_model as rm
+from modeldb.query_api.filters import Field, FilterError, OrderKey, parse_filter, parse_order_by
+from modeldb.query_api.sql_filters import _METRIC_COLUMNS, _RUN_COLUMNS, compile_filter
 
 MAX_PAGE = 1000
 DEFAULT_ORDER = [OrderKey(Field("attributes", "start_time"), True)]

@@ -8,11 +8,12 @@ from enum import Enum
 from typing import Any
 
 import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
 from modeldb.event_schema.nodes import aggregate_of, node_id, parse_node_id
 from modeldb.query_api.filters import FilterError
 from modeldb.query_api.loaders import Loaders
-from strawberry.scalars import JSON
-from strawberry.types import Info
 
 
 def _time(ms: int | None) -> datetime | None:

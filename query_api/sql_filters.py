@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
+
 from modeldb.projectors import read_model as rm
 from modeldb.query_api.filters import BoolOp, Compare, Field, FilterError, Node, Not, Value
-from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
 
 _METRIC_COLUMNS = {"latest": "value", "min": "min_value", "max": "max_value",
                    "first": "first_value", "count": "count"}

@@ -7,14 +7,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import StaticPool
+
 from modeldb.event_schema import RecordedEvent
 from modeldb.projectors.audit import AuditStore
 from modeldb.projectors.sql_projection import SqlReadModel
 from modeldb.query_api.loaders import Loaders
 from modeldb.query_api.runs import RunQueries
 from modeldb.writer.log import Batch
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import StaticPool
 
 T = TypeVar("T")
 

@@ -161,9 +161,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def wait_projected(self, position: int, timeout: float = 20.0) -> None:
+    def wait_projected(self, timeout: float = 30.0) -> None:
         r = httpx.get(f"{self.url}/api/v1/projections",
-                      params={"position": position, "timeout": timeout}, timeout=timeout + 5)
+                      params={"wait": "true", "timeout": timeout}, timeout=timeout + 5)
         assert r.status_code == 200, r.text
 
     def graphql(self, query: str, **variables: Any) -> dict[str, Any]:

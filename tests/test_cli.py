@@ -24,7 +24,7 @@ def _populate(server: ServerProcess) -> int:
         events += run_events(uuid7(), params={"a": 1}, metrics={"m": [1, 2, 3]})
     r = httpx.post(f"{server.url}/api/v1/events", json=wire(events))
     positions = r.json()["positions"]
-    server.wait_projected(positions[-1])
+    server.wait_projected()
     return positions[-1]
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+
 from modeldb.event_schema import InvalidBatch
 from modeldb.event_schema.codec import parse_body
 from modeldb.writer.artifacts import DigestMismatch, LocalArtifactStore

@@ -14,8 +14,13 @@ from typing import Any
 
 from modeldb.event_schema import RecordedEvent
 
-# Opaque to consumers: {"position": n} on SQLite, {"<partition>": next_offset} on Kafka.
+# Opaque to consumers: {"position": last applied} on SQLite, {"<partition>": next offset} on
+# Kafka. Either way a larger number per key is further along.
 Checkpoint = dict[str, int]
+
+
+def reached(checkpoint: Checkpoint, target: Checkpoint) -> bool:
+    return all(checkpoint.get(part, 0) >= position for part, position in target.items())
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,10 @@ class EventLog(ABC):
         An event whose event_id is already in the log is not stored again where the log
         can tell (SQLite); its existing position is returned.
         """
+
+    @abstractmethod
+    async def head(self) -> Checkpoint:
+        """The checkpoint a consumer reaches once it has consumed everything appended so far."""
 
     @abstractmethod
     def subscribe(self, group: str, checkpoint: Checkpoint | None) -> Subscription:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from modeldb.event_schema import RecordedEvent
 from modeldb.writer.log import Batch, Checkpoint, EventLog, Subscription
 
@@ -120,8 +121,8 @@ class SQLiteEventLog(EventLog):
     async def read(self, after: int = 0, limit: int = 10_000) -> list[RecordedEvent]:
         return await asyncio.to_thread(self.read_sync, after, limit)
 
-    async def head(self) -> int:
-        return await asyncio.to_thread(self.head_sync)
+    async def head(self) -> Checkpoint:
+        return {"position": await asyncio.to_thread(self.head_sync)}
 
     def subscribe(self, group: str, checkpoint: Checkpoint | None) -> Subscription:
         return _SQLiteSubscription(self, (checkpoint or {}).get("position", 0))
@@ -164,7 +165,7 @@ class _SQLiteSubscription(Subscription):
         return None  # the checkpoint lives in the consumer's transaction
 
     async def caught_up(self) -> bool:
-        return self._position >= await self._log.head()
+        return self._position >= await asyncio.to_thread(self._log.head_sync)
 
     async def close(self) -> None:
         if self._wake is not None:

@@ -59,7 +59,7 @@ def test_sigkill_mid_ingest_loses_nothing_acknowledged(tmp_path) -> None:
     assert set(acked) <= set(stored)
 
     server.start()  # restart on the same data: projections resume from their checkpoints
-    server.wait_projected(log.head_sync())
+    server.wait_projected()
     server.stop()
     points_in_log = sum(len(e["payload"]["points"]) for e in stored.values()
                         if e["type"] == "MetricsLogged")

@@ -169,5 +169,5 @@ async def test_lineage_through_graphql(system: System) -> None:
 
 
 async def test_query_depth_is_limited(system: System) -> None:
-    deep = "{ runs { edges { node { parent { parent { parent { parent { parent { parent { parent { parent { parent { parent { id } } } } } } } } } } } } } }"
+    deep = "{ runs { edges { node { " + "parent { " * 10 + "id" + " }" * 10 + " } } } }"
     assert "exceeds maximum operation depth" in await gql_error(system, deep)

@@ -90,6 +90,7 @@ def test_artifacts_upload_and_download_by_digest(modeldb_server: ServerProcess) 
     wrong = httpx.post(f"{modeldb_server.url}/api/v1/artifacts", content=b"x",
                        headers={"x-content-digest": digest})
     assert wrong.status_code == 422
-    assert httpx.get(f"{modeldb_server.url}/api/v1/artifacts/..%2F..%2Fetc%2Fpasswd").status_code in (400, 404)
+    escape = httpx.get(f"{modeldb_server.url}/api/v1/artifacts/..%2F..%2Fetc%2Fpasswd")
+    assert escape.status_code in (400, 404)
     missing = "sha256:" + "0" * 64
     assert httpx.get(f"{modeldb_server.url}/api/v1/artifacts/{missing}").status_code == 404

@@ -59,7 +59,7 @@ async def test_every_event_type_lands_in_every_projection(system: System) -> Non
     child = (await rows(system, rm.runs, rm.runs.c.parent_id == run_id))[0]
     assert child.deleted and child.status == "FAILED"
 
-    graph = await system.graph.lineage(f"modelversion:clf/1", "UPSTREAM", 10)
+    graph = await system.graph.lineage("modelversion:clf/1", "UPSTREAM", 10)
     kinds = {n.kind for n in graph.nodes}
     assert {"ModelVersion", "RegisteredModel", "Run", "Artifact", "DatasetVersion", "Dataset",
             "CodeVersion", "Experiment", "Project"} <= kinds
