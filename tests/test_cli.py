@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from modeldb.event_schema import uuid7
 from tests.helpers import ServerProcess, every_event_type, run_events, server_env, wire
@@ -16,6 +17,10 @@ from tests.helpers import ServerProcess, every_event_type, run_events, server_en
 def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "modeldb.infra.cli", *args, "--data-dir",
                            str(home)], capture_output=True, text=True, env=server_env(), timeout=120)
+
+
+# These exercise the embedded files directly (the SQLite log and read model).
+pytestmark = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
 
 
 def _populate(server: ServerProcess) -> int:

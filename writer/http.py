@@ -60,6 +60,9 @@ def ingest_router(
             )
         except BatchTooLarge as exc:
             return _error(413, str(exc))
+        except (ConnectionError, TimeoutError) as exc:
+            # Nothing was acknowledged: the client keeps the batch and retries later.
+            return _error(503, f"event log unavailable, retry later: {exc}")
         return JSONResponse({"positions": positions}, 202)
 
     @router.post("/artifacts", status_code=201)

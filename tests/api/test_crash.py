@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
@@ -27,7 +28,7 @@ def _batches(run_id: str):
         yield wire(events)
 
 
-def test_sigkill_mid_ingest_loses_nothing_acknowledged(tmp_path) -> None:
+def test_sigkill_mid_ingest_loses_nothing_acknowledged(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "home", free_port(), server_env()).start()
     run = uuid7()
     acked: list[str] = []
