@@ -20,13 +20,18 @@ from modeldb.query_api.schema import Query
 STATIC = Path(__file__).parent / "static"
 
 
+SCHEMA_FILE = Path(__file__).parent / "schema.graphql"
+
+
 def build_schema() -> Any:
+    """The GraphQL schema with its guards; `query_api/schema.graphql` is its printed form."""
     import strawberry
 
     return strawberry.Schema(
         query=Query,
-        extensions=[QueryDepthLimiter(max_depth=12), MaxTokensLimiter(max_token_count=5000),
-                    MaxAliasesLimiter(max_alias_count=30)],
+        extensions=[lambda: QueryDepthLimiter(max_depth=12),
+                    lambda: MaxTokensLimiter(max_token_count=5000),
+                    lambda: MaxAliasesLimiter(max_alias_count=30)],
     )
 
 
@@ -47,3 +52,12 @@ def query_router(get_parts: Callable[[], tuple[RunQueries, GraphStore, AuditStor
         return FileResponse(STATIC / "index.html")
 
     return router
+
+
+def export_schema() -> str:
+    """The SDL of the schema, as committed in query_api/schema.graphql."""
+    return build_schema().as_str() + "\n"
+
+
+if __name__ == "__main__":  # python -m modeldb.query_api.app > query_api/schema.graphql
+    print(export_schema(), end="")
