@@ -141,12 +141,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_infra(args: argparse.Namespace) -> int:
-    from modeldb.infra import launcher
-
-    return launcher.main([args.action])
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modeldb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,13 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=None, help="server URL or embedded folder")
     p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("infra", help="real Kafka, PostgreSQL and Neo4j on loopback")
-    p.add_argument("action", choices=["up", "down", "status", "env"])
-    p.set_defaults(fn=cmd_infra)
+    # `modeldb infra …` hands its arguments to the launcher's own parser (see main()).
+    sub.add_parser("infra", help="real Kafka, PostgreSQL and Neo4j on loopback: "
+                   "up [SERVICE…] | down [--purge] | status [--json] | env", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["infra"]:
+        from modeldb.infra import launcher
+
+        return launcher.main(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.fn(args) or 0)
 
