@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
 from modeldb.event_schema.nodes import aggregate_of, node_id, parse_node_id
 from modeldb.infra.system import System
 

@@ -154,3 +154,21 @@ async def test_lineage_both_directions_beyond_depth_two(system: System) -> None:
                                               ["DERIVED_FROM"])
     assert {n.id for n in only_derived.nodes} == {f"datasetversion:{v}" for v in (raw, clean, feats)}
     assert all(e.kind == "DERIVED_FROM" for e in only_derived.edges)
+
+
+async def test_an_old_version_event_in_the_log_replays_through_todays_projections(
+    system: System,
+) -> None:
+    run = uuid7()
+    v1 = {"event_id": uuid7(), "type": "MetricsLogged", "schema_version": 1,
+          "aggregate": {"kind": "run", "id": run}, "occurred_at": "2024-01-01T00:00:00+00:00",
+          "source": "sdk", "payload": {"key": "acc", "value": 0.75, "step": 7, "timestamp": 5}}
+    await system.writer.ingest([*wire(run_events(run, status=None)), v1], "tester")
+    await system.catch_up()
+    (acc,) = await rows(system, rm.latest_metrics, rm.latest_metrics.c.run_id == run)
+    assert (acc.key, acc.value, acc.step) == ("acc", 0.75, 7)
+    history = await system.audit.history(run)
+    assert history[-1]["schema_version"] == 1  # the log and the audit keep what was sent
+    await system.runtimes["sql"].rebuild()
+    (again,) = await rows(system, rm.latest_metrics, rm.latest_metrics.c.run_id == run)
+    assert again.value == 0.75
