@@ -86,55 +86,71 @@ class _Rows:
             await upsert(conn, self.table, rows, self.keys, update or None)
 
 
+_POINT_COLUMNS = ("run_id", "key", "step", "timestamp", "value")
+
+
+@dataclass
+class _Summary:
+    """A batch's fold of one (run, key) series: latest, extremes, first, count."""
+
+    value: float
+    step: int
+    timestamp: int
+    min_value: float | None
+    max_value: float | None
+    first_value: float
+    first_step: int
+    first_timestamp: int
+    count: int
+
+
 @dataclass
 class _Metrics:
-    points: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    points: list[tuple[str, str, int, int, float]] = field(default_factory=list)
+    summary: dict[tuple[str, str], _Summary] = field(default_factory=dict)
 
     def add(self, run_id: str, point: t.MetricPoint) -> None:
-        row = {"run_id": run_id, "key": point.key, "step": point.step,
-               "timestamp": point.timestamp, "value": point.value}
-        self.points.append(row)
-        order = (point.step, point.timestamp)
-        s = self.summary.get((run_id, point.key))
+        # The hottest loop of a replay: plain comparisons, no helper calls per point.
+        key, value, step, ts = point.key, point.value, point.step, point.timestamp
+        self.points.append((run_id, key, step, ts, value))
+        finite = value if value == value else None  # NaN is the one value unequal to itself
+        s = self.summary.get((run_id, key))
         if s is None:
-            self.summary[(run_id, point.key)] = {
-                "run_id": run_id, "key": point.key, "value": point.value, "step": point.step,
-                "timestamp": point.timestamp, "min_value": _finite_or_none(point.value),
-                "max_value": _finite_or_none(point.value),
-                "first_value": point.value, "first_step": point.step,
-                "first_timestamp": point.timestamp, "count": 1,
-            }
+            self.summary[(run_id, key)] = _Summary(value, step, ts, finite, finite, value, step,
+                                                   ts, 1)
             return
-        s["count"] += 1
-        s["min_value"] = _nan_min(s["min_value"], point.value)
-        s["max_value"] = _nan_max(s["max_value"], point.value)
-        if order >= (s["step"], s["timestamp"]):
-            s.update(value=point.value, step=point.step, timestamp=point.timestamp)
-        if order < (s["first_step"], s["first_timestamp"]):
-            s.update(first_value=point.value, first_step=point.step, first_timestamp=point.timestamp)
+        s.count += 1
+        if finite is not None:
+            if s.min_value is None or finite < s.min_value:
+                s.min_value = finite
+            if s.max_value is None or finite > s.max_value:
+                s.max_value = finite
+        if (step, ts) >= (s.step, s.timestamp):
+            s.value, s.step, s.timestamp = value, step, ts
+        if (step, ts) < (s.first_step, s.first_timestamp):
+            s.first_value, s.first_step, s.first_timestamp = value, step, ts
 
     async def flush(self, conn: AsyncConnection) -> None:
         if self.points:
-            await conn.execute(insert_for(conn, rm.metric_points), self.points)
+            await _append_points(conn, self.points)
         if self.summary:
-            await conn.execute(_merge_latest(conn), list(self.summary.values()))
+            rows = [{"run_id": run_id, "key": key, **vars(s)}
+                    for (run_id, key), s in self.summary.items()]
+            await conn.execute(_merge_latest(conn), rows)
 
 
-def _finite_or_none(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def _nan_min(a: float | None, b: float) -> float | None:
-    if math.isnan(b):
-        return a
-    return b if a is None else min(a, b)
-
-
-def _nan_max(a: float | None, b: float) -> float | None:
-    if math.isnan(b):
-        return a
-    return b if a is None else max(a, b)
+async def _append_points(conn: AsyncConnection, points: list[tuple[str, str, int, int, float]]) -> None:
+    """Metric points are append-only, so they take each driver's bulk path: COPY on
+    PostgreSQL, a plain executemany on SQLite (no per-row statement compilation)."""
+    if is_postgres(conn):
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            rm.metric_points.name, records=points, columns=list(_POINT_COLUMNS))
+        return
+    marks = ", ".join("?" * len(_POINT_COLUMNS))
+    await conn.exec_driver_sql(
+        f"INSERT INTO {rm.metric_points.name} ({', '.join(_POINT_COLUMNS)}) VALUES ({marks})",
+        points)  # type: ignore[arg-type]
 
 
 def _merge_latest(conn: AsyncConnection) -> Any:
