@@ -19,6 +19,15 @@ _uuid7_lock = threading.Lock()
 _uuid7_last = 0
 
 
+def _reset_after_fork() -> None:
+    # A fork may happen while another thread holds the lock; the child must not inherit it.
+    global _uuid7_lock
+    _uuid7_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 def uuid7() -> str:
     """A time-ordered UUIDv7 (RFC 9562), monotonic within this process.
 

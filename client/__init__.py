@@ -1,0 +1,101 @@
+"""ModelDB's SDK: `init`, `start_run`, `run.log_*`, `log_dataset`, `flush`, `search_runs`.
+
+Logging calls only enqueue; a background worker batches, sends, retries and spools.
+Imports `modeldb.event_schema`; the embedded transport also uses `modeldb.writer`, and
+queries on an embedded home `modeldb.infra.embedded` (both lazily).
+
+    import modeldb
+
+    modeldb.init("http://127.0.0.1:8000", project="vision", experiment="resnet")
+    with modeldb.start_run(params={"lr": 0.01}) as run:
+        for step in range(100):
+            run.log_metric("loss", 1 / (step + 1), step=step)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from modeldb import _client
+from modeldb._data import DatasetVersion
+from modeldb._errors import (
+    ConfigError,
+    InvalidArgument,
+    ModelDBError,
+    QueryError,
+    RequestRejected,
+    ServerUnavailable,
+    TransportError,
+    UnsupportedTransport,
+)
+from modeldb._run import Artifact, Run, active_run, log_dataset, start_run
+from modeldb._search import RunInfo, search_runs
+
+__all__ = [
+    "Artifact",
+    "ConfigError",
+    "DatasetVersion",
+    "InvalidArgument",
+    "ModelDBError",
+    "QueryError",
+    "RequestRejected",
+    "Run",
+    "RunInfo",
+    "ServerUnavailable",
+    "TransportError",
+    "UnsupportedTransport",
+    "active_run",
+    "flush",
+    "init",
+    "log_dataset",
+    "search_runs",
+    "start_run",
+]
+
+
+def init(
+    url: str | os.PathLike[str] | None = None,
+    project: str = "default",
+    experiment: str = "default",
+    *,
+    spool_dir: str | os.PathLike[str] | None = None,
+    max_queue: int | None = None,
+    exit_timeout: float | None = None,
+    batch_size: int | None = None,
+    batch_interval: float | None = None,
+    retry_seconds: float | None = None,
+    http_timeout: float | None = None,
+) -> None:
+    """Choose where events go and which project and experiment new runs belong to.
+
+    `url`: `http://host:port` (a ModelDB server), a folder, `file://folder` or
+    `sqlite:///path` (embedded: the SDK appends to `<folder>/events.db` itself), or
+    `kafka://host:port` (not yet available). None: `$MODELDB_URL`, else embedded in
+    `$MODELDB_HOME` (default `~/.modeldb`).
+
+    The keyword options override the environment variable of the same name in capitals
+    (`max_queue` ← `MODELDB_MAX_QUEUE`):
+    `spool_dir` (default `$MODELDB_HOME/spool`) where undeliverable batches wait, one
+    sub-folder per url; `max_queue` (1,000,000) items held in memory before logging calls
+    spill to the spool; `exit_timeout` (10 s) how long interpreter exit waits for delivery;
+    `batch_size` (1000 events) and `batch_interval` (0.2 s) when a batch is sent;
+    `retry_seconds` (4 s) how long a batch is retried before it is spooled;
+    `http_timeout` (30 s) per request.
+
+    Calling init again with another url drains and closes the previous client; end its
+    runs first.
+    """
+    options: dict[str, Any] = {
+        "spool_dir": spool_dir, "max_queue": max_queue, "exit_timeout": exit_timeout,
+        "batch_size": batch_size, "batch_interval": batch_interval,
+        "retry_seconds": retry_seconds, "http_timeout": http_timeout,
+    }
+    _client.configure(url, project, experiment, **options)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until everything logged so far is in the log; False if `timeout` s passed
+    first or the target is unreachable (the events are then safe in the local spool and
+    sent when it is back). Interpreter exit does this too, bounded by `exit_timeout`."""
+    return _client.flush(timeout)

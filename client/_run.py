@@ -1,0 +1,249 @@
+"""Runs: start_run, the Run handle and its log_* calls, datasets, the active run.
+
+Every log_* call only puts a record of plain values on the client's queue; ids,
+validation and I/O happen in the worker. log_metric is the hot path (a training loop
+calls it millions of times), so it is written for speed: no event objects, no locks, no
+object that outlives the call (see _batch), the record kind as a literal, one length check
+for the queue bound.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import mimetypes
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from modeldb import _capture
+from modeldb._batch import ENVIRONMENT
+from modeldb._client import Client, current
+from modeldb._data import DatasetVersion, as_path, fingerprint
+from modeldb._errors import InvalidArgument
+from modeldb.event_schema import uuid7
+
+_time = time.time
+_PER_EVENT = 1000  # ParamsLogged and TagsSet hold at most 1000 keys each
+RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
+_STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+_active: contextvars.ContextVar[Run | None] = contextvars.ContextVar("modeldb_run", default=None)
+
+
+def active_run() -> Run | None:
+    """The run started last in this context (thread or task) and not yet ended."""
+    return _active.get()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file logged to a run, as stored: content digest, size and where it lives."""
+
+    name: str
+    digest: str
+    size: int
+    uri: str
+    kind: str = "artifact"
+
+
+def _number(key: str, value: Any) -> float:
+    try:
+        return float(value)  # int, bool, numpy scalars, 0-d tensors: converted now, while
+    except (TypeError, ValueError):  # the value is the one the caller meant
+        raise InvalidArgument(f"metric {key!r}: {value!r} is not a number") from None
+
+
+def _scalar(value: Any) -> str | int | float | bool:
+    if isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)  # JSON has no NaN
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return _scalar(item())
+    return str(value)
+
+
+def _chunks(items: Mapping[str, Any]) -> list[dict[str, Any]]:
+    pairs = list(items.items())
+    return [dict(pairs[i : i + _PER_EVENT]) for i in range(0, len(pairs), _PER_EVENT)]
+
+
+class Run:
+    """One run. Also a context manager: FINISHED on normal exit, FAILED on an exception
+    (KILLED on KeyboardInterrupt), and the exception propagates."""
+
+    __slots__ = ("_client", "_ended", "_limit", "_previous", "_put", "_queue", "id", "name")
+
+    def __init__(self, client: Client, run_id: str, name: str | None) -> None:
+        self.id = run_id
+        self.name = name
+        self._client = client
+        self._queue = client.queue
+        self._put = client.queue.extend  # one record, atomically; see _batch
+        self._limit = client.max_slots
+        self._ended = False
+        self._previous: Run | None = None
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, name={self.name!r})"
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
+        if exc_type is None:
+            self.end("FINISHED")
+        else:
+            self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+        return False
+
+    # -- metrics: the hot path ---------------------------------------------------------------
+
+    def log_metric(self, key: str, value: float, step: int | None = None,
+                   timestamp: int | None = None) -> None:
+        """Record one point; `timestamp` in epoch milliseconds (default now), step 0."""
+        if type(value) is not float:
+            value = _number(key, value)
+        # 0 is _batch.METRIC; a literal spares a global lookup on every call.
+        self._put((0, self.id, key, value, step,
+                   int(_time() * 1000) if timestamp is None else int(timestamp)))
+        if len(self._queue) > self._limit:
+            self._client.spill()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        values = {k: v if type(v) is float else _number(k, v) for k, v in metrics.items()}
+        self._put((1, self.id, values, step, int(_time() * 1000)))  # 1 is _batch.METRICS
+        if len(self._queue) > self._limit:
+            self._client.spill()
+
+    # -- params, tags ------------------------------------------------------------------------
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Params are immutable once set; values other than str/int/float/bool become str."""
+        for chunk in _chunks({k: _scalar(v) for k, v in params.items()}):
+            self._client.emit("ParamsLogged", self.id, {"params": chunk})
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for chunk in _chunks({k: str(v) for k, v in tags.items()}):
+            self._client.emit("TagsSet", self.id, {"tags": chunk})
+
+    def delete_tag(self, key: str) -> None:
+        self._client.emit("TagsDeleted", self.id, {"keys": [key]})
+
+    # -- artifacts and lineage ---------------------------------------------------------------
+
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None,
+                     kind: str = "artifact") -> Artifact:
+        """Store the file now (content-addressed) and record it on the run.
+
+        Unlike the other calls this reads the whole file in the caller's thread: a file
+        is often rewritten or deleted right after it is logged.
+        """
+        file = Path(path)
+        if not file.is_file():
+            raise InvalidArgument(f"log_artifact needs a file; {file} is not one")
+        stored = self._client.store_artifact(file)
+        artifact = Artifact(name or file.name, stored.digest, stored.size, stored.uri, kind)
+        payload: dict[str, Any] = {"name": artifact.name, "digest": stored.digest,
+                                   "size": stored.size, "uri": stored.uri, "kind": kind}
+        media_type = mimetypes.guess_type(artifact.name)[0]
+        if media_type:
+            payload["media_type"] = media_type
+        self._client.emit("ArtifactLogged", self.id, payload)
+        return artifact
+
+    def log_input(self, data: Any, name: str | None = None) -> DatasetVersion:
+        """Record that the run read `data`: a path, a DatasetVersion or in-memory data."""
+        return self._link("RunInputLogged", data, name)
+
+    def log_output(self, data: Any, name: str | None = None) -> DatasetVersion:
+        """Record that the run produced `data`: a path, a DatasetVersion or in-memory data."""
+        return self._link("RunOutputLogged", data, name)
+
+    def _link(self, type_: str, data: Any, name: str | None) -> DatasetVersion:
+        version = data if isinstance(data, DatasetVersion) else dataset_version(
+            self._client, name, data)
+        self._client.emit(type_, self.id, {"kind": "DatasetVersion", "id": version.id,
+                                           "name": name or version.dataset})
+        return version
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def end(self, status: RunStatus = "FINISHED") -> None:
+        """Finish the run (once; later calls do nothing)."""
+        if status not in _STATUSES:
+            raise InvalidArgument(f"status must be one of {', '.join(_STATUSES)}, not {status!r}")
+        if self._ended:
+            return
+        self._ended = True
+        self._client.emit("RunFinished", self.id, {"status": status,
+                                                   "end_time": datetime.now(UTC)})
+        if _active.get() is self:
+            _active.set(self._previous)
+
+
+def start_run(name: str | None = None, params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, Any] | None = None, parent: Run | str | None = None) -> Run:
+    """Start a run in the configured project and experiment (see init()).
+
+    A run is never started implicitly, and `parent` is never guessed: pass the parent
+    Run (or its id) to make a child run.
+    """
+    client = current()
+    if parent is not None and not isinstance(parent, Run | str):
+        raise InvalidArgument(f"parent must be a Run or a run id, not {type(parent).__name__}")
+    parent_id = parent.id if isinstance(parent, Run) else parent
+    run = Run(client, uuid7(), name or None)
+    now = _time()
+    client.emit("RunStarted", run.id, {
+        "project": client.project, "experiment": client.experiment, "name": run.name,
+        "parent_run_id": parent_id, "start_time": datetime.fromtimestamp(now, UTC),
+    }, now)
+    code = _capture.code_version()
+    if code is not None:
+        client.emit("CodeVersionRecorded", run.id, code, now)
+    client.put((ENVIRONMENT, run.id, now))  # read by the worker, off this thread
+    if params:
+        run.log_params(params)
+    if tags:
+        run.set_tags(tags)
+    run._previous = _active.get()
+    _active.set(run)
+    return run
+
+
+def dataset_version(client: Client, name: str | None, data: Any) -> DatasetVersion:
+    """Fingerprint `data` and record the dataset version it is (the same content is the
+    same version, so recording it again is harmless)."""
+    found = fingerprint(data)
+    dataset = name or found.name
+    if not dataset:
+        raise InvalidArgument("in-memory data needs a dataset name, e.g. name='train'")
+    client.emit("DatasetCreated", dataset, {"name": dataset})
+    payload: dict[str, Any] = {"digest": found.digest, "uri": found.uri,
+                               "row_count": found.row_count}
+    if found.schema is not None:
+        payload["schema"] = found.schema
+    client.emit("DatasetVersionCreated", dataset, payload)
+    return DatasetVersion(dataset, found.digest, found.uri, found.row_count)
+
+
+def log_dataset(name: str, path_or_data: Any) -> DatasetVersion:
+    """Record a content-addressed version of dataset `name`; pass it to log_input/output."""
+    if as_path(path_or_data) is None and not name:
+        raise InvalidArgument("log_dataset needs a name")
+    return dataset_version(current(), name, path_or_data)

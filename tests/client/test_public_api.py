@@ -1,0 +1,27 @@
+"""The public surface changes only on purpose."""
+
+import modeldb
+
+
+def test_all_is_pinned() -> None:
+    assert modeldb.__all__ == [
+        "Artifact",
+        "ConfigError",
+        "DatasetVersion",
+        "InvalidArgument",
+        "ModelDBError",
+        "QueryError",
+        "RequestRejected",
+        "Run",
+        "RunInfo",
+        "ServerUnavailable",
+        "TransportError",
+        "UnsupportedTransport",
+        "active_run",
+        "flush",
+        "init",
+        "log_dataset",
+        "search_runs",
+        "start_run",
+    ]
+    assert all(hasattr(modeldb, name) for name in modeldb.__all__)
