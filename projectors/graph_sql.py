@@ -17,6 +17,7 @@ from modeldb.projectors.lineage import (
     GraphStore,
     LineageGraph,
     Node,
+    check_lineage_args,
     graph_changes,
 )
 
@@ -63,6 +64,7 @@ class SqlGraph(SqlProjection, GraphStore):
         depth: int = 5,
         edge_kinds: Sequence[str] | None = None,
     ) -> LineageGraph:
+        check_lineage_args(direction, depth)
         near, far = ("source", "target") if direction == "UPSTREAM" else ("target", "source")
         kinds = list(edge_kinds or [])
         kind_filter = "AND e.kind IN :kinds" if kinds else ""

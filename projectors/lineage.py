@@ -112,6 +112,17 @@ def _add(g: GraphChanges, e: Event) -> None:
             g.edge(version, g.ref("Artifact", p.artifact_digest, p.artifact_name), "DERIVED_FROM")
 
 
+MAX_DEPTH = 50  # the API clamps to the same bound
+
+
+def check_lineage_args(direction: str, depth: int) -> None:
+    """Both stores refuse the same bad arguments with the same messages."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= MAX_DEPTH:
+        raise ValueError(f"depth must be an int from 0 to {MAX_DEPTH}, not {depth!r}")
+    if direction not in ("UPSTREAM", "DOWNSTREAM"):
+        raise ValueError(f"direction must be UPSTREAM or DOWNSTREAM, not {direction!r}")
+
+
 class GraphStore(ABC):
     """Traversal over a lineage graph, whatever holds it."""
 

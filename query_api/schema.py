@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from modeldb.event_schema.nodes import aggregate_of, node_id, parse_node_id
+from modeldb.projectors.lineage import MAX_DEPTH
 from modeldb.query_api.filters import FilterError
 from modeldb.query_api.loaders import Loaders
 
@@ -355,7 +356,7 @@ class Query:
     ) -> LineageGraph:
         kind, ident = parse_node_id(str(id))
         start = node_id(kind, ident)
-        graph = await info.context["graph"].lineage(start, direction.value, max(0, min(depth, 50)),
+        graph = await info.context["graph"].lineage(start, direction.value, max(0, min(depth, MAX_DEPTH)),
                                                     edge_kinds)
         return LineageGraph(
             nodes=[LineageNode(id=n.id, kind=n.kind, name=n.name) for n in graph.nodes],
