@@ -1,8 +1,10 @@
-"""ModelDB's SDK: `init`, `start_run`, `run.log_*`, `log_dataset`, `flush`, `search_runs`.
+"""ModelDB's SDK: `init`, `start_run`, `run.log_*`, `log_dataset`, `flush`, `search_runs`,
+`autolog`.
 
 Logging calls only enqueue; a background worker batches, sends, retries and spools.
-Imports `modeldb.event_schema`; the embedded transport also uses `modeldb.writer`, and
-queries on an embedded home `modeldb.infra.embedded` (both lazily).
+Imports `modeldb.event_schema`; the embedded transport also uses `modeldb.writer`,
+queries on an embedded home `modeldb.infra.embedded`, and `autolog` the hooks in
+`modeldb.ingest_adapters` (all lazily).
 
     import modeldb
 
@@ -15,6 +17,7 @@ queries on an embedded home `modeldb.infra.embedded` (both lazily).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from modeldb import _client
@@ -46,6 +49,7 @@ __all__ = [
     "TransportError",
     "UnsupportedTransport",
     "active_run",
+    "autolog",
     "flush",
     "init",
     "log_dataset",
@@ -71,7 +75,8 @@ def init(
 
     `url`: `http://host:port` (a ModelDB server), a folder, `file://folder` or
     `sqlite:///path` (embedded: the SDK appends to `<folder>/events.db` itself), or
-    `kafka://host:port` (not yet available). None: `$MODELDB_URL`, else embedded in
+    `kafka://host:port` (straight to the log; queries then need `$MODELDB_API_URL`).
+    None: `$MODELDB_URL`, else embedded in
     `$MODELDB_HOME` (default `~/.modeldb`).
 
     The keyword options override the environment variable of the same name in capitals
@@ -99,3 +104,22 @@ def flush(timeout: float | None = None) -> bool:
     first or the target is unreachable (the events are then safe in the local spool and
     sent when it is back). Interpreter exit does this too, bounded by `exit_timeout`."""
     return _client.flush(timeout)
+
+
+def autolog(frameworks: Sequence[str] | None = None, *, log_models: bool = True,
+            log_datasets: bool = True, disable: bool = False, silent: bool = False) -> None:
+    """Track every training of the given frameworks (default: each one installed):
+    params, metrics per epoch or iteration, the trained model and the training data.
+
+    Names: "sklearn", "xgboost", "lightgbm", "keras", "lightning", "transformers"; an
+    unknown name raises InvalidArgument. A framework imported later is patched when it is
+    imported, so this call imports none of them. Training with no active run gets a run
+    of its own (source "autolog:<name>"); inside an active run it logs into that run.
+    A failure of the tracking itself is logged once and never stops training; set
+    MODELDB_AUTOLOG_STRICT=1 to make it raise instead. `disable=True` undoes the patches;
+    `silent=True` keeps autolog's own messages at DEBUG.
+    """
+    from modeldb.ingest_adapters.autolog import autolog as _autolog  # the SDK stays light
+
+    _autolog(frameworks, log_models=log_models, log_datasets=log_datasets, disable=disable,
+             silent=silent)

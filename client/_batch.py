@@ -78,7 +78,7 @@ _KEY_MAX = 250  # event_schema.types.Key
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
-def fast_metrics(run_id: str, points: list[dict[str, Any]]) -> Wire | None:
+def fast_metrics(run_id: str, points: list[dict[str, Any]], source: str = "sdk") -> Wire | None:
     """The wire form of MetricsLogged built directly, for points that are plainly valid.
 
     Pydantic costs ~1.5 us a point, more than the caller's log_metric itself; the caller
@@ -107,7 +107,7 @@ def fast_metrics(run_id: str, points: list[dict[str, Any]]) -> Wire | None:
         "occurred_at": occurred_at,
         "recorded_at": None,
         "actor": None,
-        "source": "sdk",
+        "source": source,
         "payload": {"points": out},
     }
 
@@ -124,12 +124,22 @@ def _int(step: Any) -> Any:
 
 
 class Batcher:
-    """Collects events for one batch; `guard` is held while ids are made (see _client)."""
+    """Collects events for one batch; `guard` is held while ids are made (see _client).
 
-    def __init__(self, options: Options, guard: threading.Lock, on_invalid: OnInvalid) -> None:
+    `sources` maps the id of a run that did not come from plain SDK calls (an autolog run,
+    say) to its envelope `source`: records carry only the run id, so the source is looked
+    up here, once per event, never on the logging call. An entry is dropped with the run's
+    RunFinished (the run's earlier records are ahead of it in the queue), so the map holds
+    only open runs. One exception: when the queue overflows, a spill can take a run's end
+    while the worker still builds its last points, which then say "sdk".
+    """
+
+    def __init__(self, options: Options, guard: threading.Lock, on_invalid: OnInvalid,
+                 sources: dict[str, str] | None = None) -> None:
         self._options = options
         self._guard = guard
         self._on_invalid = on_invalid
+        self._sources = {} if sources is None else sources
         self.events: list[Wire] = []
         self._groups: dict[str, list[dict[str, Any]]] = {}
         self.points = 0
@@ -163,6 +173,8 @@ class Batcher:
                 if type_ != "MetricsLogged" and aggregate_id in self._groups:
                     self._close(aggregate_id)
                 self._event(type_, aggregate_id, payload, at)
+                if type_ == "RunFinished":
+                    self._sources.pop(aggregate_id, None)
             elif kind == ENVIRONMENT:
                 self._event("EnvironmentRecorded", item[1], _capture.environment(), item[2])
 
@@ -185,12 +197,13 @@ class Batcher:
 
     def _close(self, run_id: str) -> None:
         points = self._groups.pop(run_id)
-        fast = fast_metrics(run_id, points)
+        source = self._sources.get(run_id, "sdk")
+        fast = fast_metrics(run_id, points, source)
         if fast is not None:
             self.events.append(fast)
             return
         try:
-            event = new_event("MetricsLogged", run_id, {"points": points},
+            event = new_event("MetricsLogged", run_id, {"points": points}, source=source,
                               occurred_at=_at(points[0]["timestamp"] / 1000))
         except (ValidationError, TypeError, ValueError, OverflowError):
             # Keep the good points; set the bad ones aside with what is wrong with each.
@@ -207,13 +220,17 @@ class Batcher:
             )
             if not good:
                 return
-            event = new_event("MetricsLogged", run_id, {"points": good},
+            event = new_event("MetricsLogged", run_id, {"points": good}, source=source,
                               occurred_at=_at(good[0].timestamp / 1000))
         self.events.append(to_wire(event))
 
     def _event(self, type_: str, aggregate_id: str, payload: dict[str, Any], at: float) -> None:
+        source = "sdk"
+        # A dataset or model may be named like a run id: only run events take a run's source.
+        if aggregate_id in self._sources and event_type(type_).aggregate_kind == "run":
+            source = self._sources[aggregate_id]
         try:
-            event = new_event(type_, aggregate_id, payload, occurred_at=_at(at))
+            event = new_event(type_, aggregate_id, payload, source=source, occurred_at=_at(at))
         except ValidationError as exc:
             why = _reason(exc)
             self._on_invalid(

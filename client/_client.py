@@ -36,6 +36,7 @@ class Client:
         self.project = project
         self.experiment = experiment
         self.queue: deque[Any] = deque()  # flat records, see _batch
+        self.sources: dict[str, str] = {}  # run id → its events' source, when not "sdk"
         self.max_slots = options.max_queue * SLOTS_PER_POINT
         self.spool = Spool(options.spool_dir / target.key, target.url)
         self.guard = threading.Lock()
@@ -67,7 +68,7 @@ class Client:
         if not self.taking.acquire(blocking=everything or len(self.queue) > 2 * self.max_slots):
             return
         try:
-            batch = Batcher(self.options, self.guard, self.worker.set_aside_invalid)
+            batch = Batcher(self.options, self.guard, self.worker.set_aside_invalid, self.sources)
             markers: list[Item] = []
             keep = 0 if everything else self.max_slots // 2
             while len(self.queue) > keep:

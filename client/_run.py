@@ -32,6 +32,7 @@ _time = time.time
 _PER_EVENT = 1000  # ParamsLogged and TagsSet hold at most 1000 keys each
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 _STATUSES = ("FINISHED", "FAILED", "KILLED")
+_SOURCE_MAX = 100  # the envelope's limit
 
 _active: contextvars.ContextVar[Run | None] = contextvars.ContextVar("modeldb_run", default=None)
 
@@ -79,11 +80,13 @@ class Run:
     """One run. Also a context manager: FINISHED on normal exit, FAILED on an exception
     (KILLED on KeyboardInterrupt), and the exception propagates."""
 
-    __slots__ = ("_client", "_ended", "_limit", "_previous", "_put", "_queue", "id", "name")
+    __slots__ = ("_client", "_ended", "_limit", "_previous", "_put", "_queue", "id", "name",
+                 "source")
 
-    def __init__(self, client: Client, run_id: str, name: str | None) -> None:
+    def __init__(self, client: Client, run_id: str, name: str | None, source: str = "sdk") -> None:
         self.id = run_id
         self.name = name
+        self.source = source
         self._client = client
         self._queue = client.queue
         self._put = client.queue.extend  # one record, atomically; see _batch
@@ -197,17 +200,24 @@ class Run:
 
 
 def start_run(name: str | None = None, params: Mapping[str, Any] | None = None,
-              tags: Mapping[str, Any] | None = None, parent: Run | str | None = None) -> Run:
+              tags: Mapping[str, Any] | None = None, parent: Run | str | None = None, *,
+              source: str = "sdk") -> Run:
     """Start a run in the configured project and experiment (see init()).
 
     A run is never started implicitly, and `parent` is never guessed: pass the parent
-    Run (or its id) to make a child run.
+    Run (or its id) to make a child run. `source` says what made the run ("sdk", or
+    "autolog:sklearn" for a run autolog started); every event of the run carries it.
     """
     client = current()
     if parent is not None and not isinstance(parent, Run | str):
         raise InvalidArgument(f"parent must be a Run or a run id, not {type(parent).__name__}")
+    if not isinstance(source, str) or not 0 < len(source) <= _SOURCE_MAX:
+        raise InvalidArgument(f"source must be a string of 1 to {_SOURCE_MAX} characters, "
+                              f"not {source!r}")
     parent_id = parent.id if isinstance(parent, Run) else parent
-    run = Run(client, uuid7(), name or None)
+    run = Run(client, uuid7(), name or None, source)
+    if source != "sdk":
+        client.sources[run.id] = source  # read by the worker, which builds the events
     now = _time()
     client.emit("RunStarted", run.id, {
         "project": client.project, "experiment": client.experiment, "name": run.name,

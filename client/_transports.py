@@ -2,8 +2,8 @@
 embedded transport (the SDK appends to a local SQLite log itself).
 
 A transport makes one attempt per call; retrying, backoff and spooling live in the worker,
-so every transport gets them for free. Adding one (kafka arrives with the engines) means
-one class and one line in `_SCHEMES`.
+so every transport gets them for free. Adding one means one class and one line in
+`_SCHEMES`.
 """
 
 from __future__ import annotations
@@ -205,13 +205,6 @@ def unwrap_graphql(result: Mapping[str, Any]) -> dict[str, Any]:
     return dict(result)
 
 
-def _kafka(target: Target, options: _settings.Options) -> Transport:
-    raise UnsupportedTransport(
-        f"{target.url}: the kafka:// transport arrives with the engines and is not in this "
-        "version yet; use http://host:port (a ModelDB server) or an embedded folder"
-    )
-
-
 def _load(spec: str) -> Callable[[Target, _settings.Options], Transport]:
     module, _, name = spec.partition(":")
     factory: Callable[[Target, _settings.Options], Transport] = getattr(
@@ -224,5 +217,5 @@ def _load(spec: str) -> Callable[[Target, _settings.Options], Transport]:
 _SCHEMES: dict[str, str | Callable[[Target, _settings.Options], Transport]] = {
     "embedded": EmbeddedTransport,
     "http": "modeldb._http:HttpTransport",
-    "kafka": _kafka,
+    "kafka": "modeldb._kafka:KafkaTransport",
 }

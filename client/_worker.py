@@ -61,7 +61,7 @@ class Worker:
         self.client = client
         self.spool = client.spool
         self.options = client.options
-        self.batch = Batcher(client.options, client.guard, self.set_aside_invalid)
+        self.batch = Batcher(client.options, client.guard, self.set_aside_invalid, client.sources)
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._main, name="modeldb-worker", daemon=True)
         self.deadline: float | None = None  # set by stop(): retries end by then

@@ -38,11 +38,9 @@ def test_urls_resolve_to_transports(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         resolve("ftp://x")
 
 
-def test_kafka_says_it_is_not_here_yet() -> None:
-    with pytest.raises(modeldb.UnsupportedTransport, match="engines") as raised:
-        modeldb.init("kafka://127.0.0.1:9092")
-    assert isinstance(raised.value, NotImplementedError)
-    assert isinstance(raised.value, modeldb.ConfigError)
+def test_kafka_urls_resolve_to_the_kafka_transport() -> None:
+    target = resolve("kafka://127.0.0.1:9092?topic=t")
+    assert (target.scheme, target.url) == ("kafka", "kafka://127.0.0.1:9092?topic=t")
 
 
 def test_bad_settings_are_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:

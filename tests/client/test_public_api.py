@@ -18,6 +18,7 @@ def test_all_is_pinned() -> None:
         "TransportError",
         "UnsupportedTransport",
         "active_run",
+        "autolog",
         "flush",
         "init",
         "log_dataset",

@@ -1,0 +1,71 @@
+"""The kafka:// transport: the SDK is its own writer and produces straight to the log.
+
+Events are validated and stamped (actor = the local user) in-process, exactly as the
+embedded transport does, then appended through the writer's Kafka adapter (idempotent,
+acks=all, one transaction per batch). There is no server on this path, so artifacts go
+to the artifact store named by `$MODELDB_ARTIFACTS` (a folder every reader can reach), and
+queries go to the API named by `$MODELDB_API_URL`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from modeldb import _settings
+from modeldb._errors import RequestRejected, ServerUnavailable, UnsupportedTransport
+from modeldb._transports import StoredBlob, Target, Transport, WireEvent, local_user
+
+
+class KafkaTransport(Transport):
+    def __init__(self, target: Target, options: _settings.Options) -> None:
+        # Only kafka:// users pay for aiokafka and the writer.
+        from modeldb.writer import LocalArtifactStore, Writer
+        from modeldb.writer.kafka_log import KafkaEventLog
+
+        self.url = target.url
+        self.actor = local_user()
+        self._log = KafkaEventLog(target.url)
+        self._writer = Writer(self._log)
+        artifacts = os.environ.get("MODELDB_ARTIFACTS") or _settings.home() / "artifacts"
+        self._store = LocalArtifactStore(Path(artifacts))
+        self._api = os.environ.get("MODELDB_API_URL")
+
+    def send(self, events: Sequence[WireEvent], timeout: float | None = None) -> None:
+        from modeldb.event_schema import InvalidBatch
+        from modeldb.writer import BatchTooLarge
+
+        try:
+            stored = self._writer.prepare(list(events), self.actor)
+        except InvalidBatch as exc:
+            raise RequestRejected(422, str(exc), [e.to_dict() for e in exc.errors]) from None
+        except BatchTooLarge as exc:
+            raise RequestRejected(413, str(exc)) from None
+        try:
+            self._log.append_sync(stored)
+        except (ConnectionError, TimeoutError) as exc:  # the broker is away: retry, then spool
+            raise ServerUnavailable(f"{self.url}: {exc}") from exc
+
+    def put_artifact(self, path: Path, digest: str | None) -> StoredBlob:
+        stored = self._store.put_file(path)
+        if digest and digest != stored.digest:
+            raise RequestRejected(422, f"{path} changed while it was stored")
+        return StoredBlob(stored.digest, stored.size, stored.uri)
+
+    def query(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        if not self._api:
+            raise UnsupportedTransport(
+                "queries need a ModelDB API when logging straight to Kafka: set MODELDB_API_URL "
+                "to its http://host:port")
+        from modeldb._http import HttpTransport
+
+        api = HttpTransport(Target("http", self._api.rstrip("/")), _settings.Options.load())
+        try:
+            return api.query(query, variables)
+        finally:
+            api.close()
+
+    def close(self) -> None:
+        self._log.close_sync()
