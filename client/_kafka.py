@@ -43,8 +43,12 @@ class KafkaTransport(Transport):
             raise RequestRejected(422, str(exc), [e.to_dict() for e in exc.errors]) from None
         except BatchTooLarge as exc:
             raise RequestRejected(413, str(exc)) from None
+        from modeldb.writer.kafka_log import EventTooLarge
+
         try:
             self._log.append_sync(stored)
+        except EventTooLarge as exc:
+            raise RequestRejected(413, str(exc)) from None
         except (ConnectionError, TimeoutError) as exc:  # the broker is away: retry, then spool
             raise ServerUnavailable(f"{self.url}: {exc}") from exc
 

@@ -33,11 +33,13 @@ class ProjectorRuntime:
     async def _step(self, subscription: Subscription, max_wait: float | None = None) -> int:
         wait = self.max_wait if max_wait is None else max_wait
         batch = await subscription.next_batch(self.batch_size, wait)
-        if not batch.events:
+        if not batch.events and reached(self.checkpoint, batch.checkpoint):
             return 0
+        # A batch without events can still move the checkpoint (past Kafka's transaction
+        # markers or dead-lettered records): store that too, or waiters never see the head.
         await self.projection.apply(batch)
         await subscription.commit(batch)
-        self.checkpoint = batch.checkpoint
+        self.checkpoint = {**self.checkpoint, **batch.checkpoint}
         self.applied += len(batch.events)
         async with self._progress:
             self._progress.notify_all()

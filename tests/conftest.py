@@ -21,7 +21,7 @@ from modeldb.infra.settings import Settings
 from modeldb.infra.system import System
 from tests.helpers import ServerProcess, free_port, server_env
 
-ENGINE_PARTS = ("postgres", "neo4j")
+ENGINE_PARTS = ("kafka", "postgres", "neo4j")
 STACKS = ["embedded", pytest.param("engines", marks=pytest.mark.engines)]
 
 
