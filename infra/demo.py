@@ -46,7 +46,8 @@ def _sgd_run(name: str, data: Any, version: Any, alpha: float, parent: Any, out:
         _log_model(run, model, out / f"{run.id}.pkl")
 
 
-def _forest_run(name: str, data: Any, version: Any, trees: int, parent: Any, out: Path) -> None:
+def _forest_run(name: str, data: Any, trees: int, parent: Any) -> None:
+    """Autolog does the tracking here: params, training metrics, the model, the data."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import train_test_split
@@ -55,15 +56,11 @@ def _forest_run(name: str, data: Any, version: Any, trees: int, parent: Any, out
         data.data, data.target, test_size=0.3, random_state=0, stratify=data.target)
     with modeldb.start_run(name=f"{name}-forest-{trees}", parent=parent,
                            tags={"dataset": name, "family": "trees"}) as run:
-        run.log_params({"model": "RandomForestClassifier", "n_estimators": trees,
-                        "max_depth": 6, "test_size": 0.3})
-        run.log_input(version, name="training data")
         model = RandomForestClassifier(n_estimators=trees, max_depth=6, random_state=0)
         model.fit(x_train, y_train)
         predicted = model.predict(x_test)
         run.log_metrics({"accuracy": accuracy_score(y_test, predicted),
                          "f1_macro": f1_score(y_test, predicted, average="macro")})
-        _log_model(run, model, out / f"{run.id}.pkl")
 
 
 def _log_model(run: Any, model: Any, path: Path) -> None:
@@ -81,8 +78,11 @@ def run_demo(url: str | None = None) -> None:
                 sweep.log_param("dataset", name)
                 for alpha in (0.0001, 0.01):
                     _sgd_run(name, data, version, alpha, sweep, out)
+                # Autolog only around the forests: it would also track the SGD runs' scaler.
+                modeldb.autolog(frameworks=["sklearn"], silent=True)
                 for trees in (10, 50):
-                    _forest_run(name, data, version, trees, sweep, out)
+                    _forest_run(name, data, trees, sweep)
+                modeldb.autolog(disable=True)
             print(f"demo: trained 4 models on {name}")
         if not modeldb.flush(timeout=60):
             raise SystemExit("demo: could not deliver every event within 60 s")
