@@ -42,15 +42,16 @@ test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/modeldb infra up
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); status=$$?; \
+	  $(BIN)/python -m bench --quick --engines || status=1; \
 	  $(BIN)/modeldb infra down; \
-	  $(BIN)/python -m bench --quick || status=1; \
 	  exit $$status
 
 lint: install-dev
 	$(BIN)/ruff check .
 
 bench: install-dev
-	$(BIN)/python -m bench
+	$(BIN)/modeldb infra up
+	$(BIN)/python -m bench --engines
 
 bench-quick: install-dev
 	$(BIN)/python -m bench --quick

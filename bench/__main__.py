@@ -25,9 +25,15 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="small sizes, a minute or so")
+    parser.add_argument("--engines", action="store_true",
+                        help="also through Kafka, PostgreSQL and Neo4j (started if needed)")
     args = parser.parse_args()
     rows = pipeline.run(quick=args.quick)
-    mode = "quick" if args.quick else "full"
+    if args.engines:
+        from bench import engines
+
+        rows += engines.run(quick=args.quick)
+    mode = ("quick" if args.quick else "full") + ("-engines" if args.engines else "")
     header = (f"ModelDB pipeline benchmark ({mode}), {time.strftime('%Y-%m-%d %H:%M')}, "
               f"Python {platform.python_version()}, {platform.machine()}")
     text = f"{header}\n\n{table(rows)}\n"
