@@ -1,5 +1,5 @@
 """ModelDB's SDK: `init`, `start_run`, `run.log_*`, `log_dataset`, `flush`, `search_runs`,
-`autolog`.
+`autolog`, and the registry: `register_model`, `set_stage`, `set_alias`.
 
 Logging calls only enqueue; a background worker batches, sends, retries and spools.
 Imports `modeldb.event_schema`; the embedded transport also uses `modeldb.writer`,
@@ -32,6 +32,7 @@ from modeldb._errors import (
     TransportError,
     UnsupportedTransport,
 )
+from modeldb._registry import ModelVersion, register_model, set_alias, set_stage
 from modeldb._run import Artifact, Run, active_run, log_dataset, start_run
 from modeldb._search import RunInfo, search_runs
 
@@ -41,6 +42,7 @@ __all__ = [
     "DatasetVersion",
     "InvalidArgument",
     "ModelDBError",
+    "ModelVersion",
     "QueryError",
     "RequestRejected",
     "Run",
@@ -53,7 +55,10 @@ __all__ = [
     "flush",
     "init",
     "log_dataset",
+    "register_model",
     "search_runs",
+    "set_alias",
+    "set_stage",
     "start_run",
 ]
 

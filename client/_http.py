@@ -83,6 +83,21 @@ class HttpTransport(Transport):
             raise QueryError(f"{self.url}/graphql: HTTP {response.status_code}: {body!r:.200}")
         return unwrap_graphql(body)
 
+    def command(self, command: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        response = self._post("/api/v1/registry/commands", None,
+                              json={"command": command, "args": dict(args), "source": "sdk"})
+        if response.status_code == 200:
+            return dict(response.json())
+        message, _errors = _error_of(response)
+        try:
+            code = response.json().get("code")
+        except (ValueError, AttributeError):
+            code = None
+        if 400 <= response.status_code < 500:
+            raise RequestRejected(response.status_code, message, [{"code": code}] if code else [])
+        raise ServerUnavailable(f"{self.url}/api/v1/registry/commands: HTTP "
+                                f"{response.status_code}: {message}")
+
     def close(self) -> None:
         self._http.close()
 

@@ -71,5 +71,20 @@ class KafkaTransport(Transport):
         finally:
             api.close()
 
+    def command(self, command: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        # Registry commands are checked against the model's history by a writer: they go to
+        # the API too, never straight to the log.
+        if not self._api:
+            raise UnsupportedTransport(
+                "registry calls need a ModelDB API when logging straight to Kafka: set "
+                "MODELDB_API_URL to its http://host:port")
+        from modeldb._http import HttpTransport
+
+        api = HttpTransport(Target("http", self._api.rstrip("/")), _settings.Options.load())
+        try:
+            return api.command(command, args)
+        finally:
+            api.close()
+
     def close(self) -> None:
         self._log.close_sync()

@@ -62,6 +62,11 @@ class Transport(ABC):
         """Run a GraphQL query; its `data`. Raises QueryError for GraphQL errors."""
 
     @abstractmethod
+    def command(self, command: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Run one registry command (see modeldb.writer.commands); the writer's answer.
+        Raises RequestRejected when it is refused (404, 403, 409, 422)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 
@@ -190,9 +195,39 @@ class EmbeddedTransport(Transport):
         except ValueError as exc:  # execute_graphql reports GraphQL errors as ValueError
             raise QueryError(str(exc)) from exc
 
+    def command(self, command: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        from modeldb.writer.commands import CommandService
+        from modeldb.writer.registry import ADMIN_ROLE, CommandRefused, Principal
+
+        # The local user owns an embedded home. Webhooks need a server to deliver them, so
+        # this service has no signing secrets.
+        service = CommandService(self._writer, self._log)
+        who = Principal(self.actor, frozenset({ADMIN_ROLE}))
+        try:
+            result = _in_own_loop(service.execute(command, args, who, source="sdk"))
+        except CommandRefused as exc:
+            raise RequestRejected(exc.status, exc.message, [{"code": exc.code}]) from None
+        except sqlite3.OperationalError as exc:
+            raise ServerUnavailable(f"cannot append to {self._log.path}: {exc}") from exc
+        return result.to_dict()
+
     def close(self) -> None:
         # The log is closed by the garbage collector; its close() is a coroutine.
         pass
+
+
+def _in_own_loop(coro: Any) -> Any:
+    """Run a coroutine to its end from sync code, even where an event loop already runs
+    (a notebook): then in a thread with a loop of its own."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def unwrap_graphql(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,14 +2,15 @@
 
 `run:<uuid>`, `project:<name>`, `experiment:<project>/<name>`, `dataset:<name>`,
 `datasetversion:<dataset>@sha256:<hex>`, `artifact:sha256:<hex>`,
-`registeredmodel:<name>`, `modelversion:<name>/<version>`, `codeversion:<commit>`.
+`registeredmodel:<name>`, `modelversion:<name>/<version>`, `codeversion:<commit>`,
+`environment:<name>`, `deployment:<id>`.
 """
 
 from __future__ import annotations
 
 NODE_KINDS = (
     "Project", "Experiment", "Run", "Dataset", "DatasetVersion", "Artifact",
-    "RegisteredModel", "ModelVersion", "CodeVersion",
+    "RegisteredModel", "ModelVersion", "CodeVersion", "Environment", "Deployment",
 )
 EDGE_KINDS = ("USED", "GENERATED_BY", "DERIVED_FROM", "VERSION_OF", "CHILD_OF", "PART_OF")
 _PREFIX = {kind: kind.lower() for kind in NODE_KINDS}

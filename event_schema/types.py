@@ -22,6 +22,10 @@ Scalar = str | int | float | bool
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 Stage = Literal["None", "Staging", "Production", "Archived"]
+LockLevel = Literal["open", "closed", "redact"]
+DeploymentStatus = Literal["pending", "serving", "failed", "retired"]
+TransitionCause = Literal["direct", "approval", "rule"]
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
 NodeKind = Literal["DatasetVersion", "Artifact", "ModelVersion", "CodeVersion", "Run"]
 
 
@@ -179,10 +183,58 @@ class ModelVersionDeleted(Payload):
     version: Annotated[int, Field(ge=1)]
 
 
+class RegisteredModelUpdated(Payload):
+    """None leaves a field as it was; `tags` is the model's whole new tag set."""
+
+    description: Text | None = None
+    tags: dict[Key, Text] | None = None
+
+
+class ModelVersionStageChangedV1(Payload):
+    """The first shape: no record of where the version came from or why it moved."""
+
+    version: Annotated[int, Field(ge=1)]
+    stage: Stage
+    comment: Text = ""
+
+
 class ModelVersionStageChanged(Payload):
     version: Annotated[int, Field(ge=1)]
     stage: Stage
     comment: Text = ""
+    from_stage: Stage | None = None  # None only in events older than version 2
+    cause: TransitionCause = "direct"  # a direct change, an approved request, or a model rule
+    request_id: Identifier | None = None  # the approved request, when cause is "approval"
+
+
+class StageTransitionRequested(Payload):
+    request_id: Identifier
+    version: Annotated[int, Field(ge=1)]
+    from_stage: Stage
+    to_stage: Stage
+    comment: Text = ""
+
+
+class StageTransitionDecided(Payload):
+    """Approved or rejected; the decider is the event's actor."""
+
+    request_id: Identifier
+    version: Annotated[int, Field(ge=1)]
+    comment: Text = ""
+
+
+class ModelLockChanged(Payload):
+    """open: changes allowed; closed: no further changes; redact: closed, and content hidden
+    from readers without `role`."""
+
+    level: LockLevel
+    role: Key | None = None
+    comment: Text = ""
+
+
+class ModelRuleSet(Payload):
+    single_production: bool = False  # promoting a version archives the previous Production one
+    approval_required: Annotated[list[Stage], Field(max_length=4)] = []  # stages entered only by approval
 
 
 class ModelAliasSet(Payload):
@@ -192,6 +244,41 @@ class ModelAliasSet(Payload):
 
 class ModelAliasDeleted(Payload):
     alias: Key
+
+
+# -- deployments and webhooks -----------------------------------------------------------------
+
+
+class EnvironmentRegistered(Payload):
+    """An environment models are deployed into; registering it again updates it."""
+
+    name: Name
+    stage: Key  # staging, production, …
+    location: Text = ""
+    description: Text = ""
+
+
+class DeploymentRecorded(Payload):
+    """A deploying system reports that it put a model version into an environment."""
+
+    model: Name
+    version: Annotated[int, Field(ge=1)]
+    environment: Name
+    status: DeploymentStatus = "pending"
+    endpoint: Text | None = None
+    message: Text = ""
+
+
+class DeploymentStatusChanged(Payload):
+    status: DeploymentStatus
+    message: Text = ""
+
+
+class WebhookRegistered(Payload):
+    url: Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")]
+    events: Annotated[list[Key], Field(min_length=1, max_length=50)] = ["ModelVersionStageChanged"]
+    models: Annotated[list[Name], Field(max_length=1000)] = []  # empty: every model
+    description: Text = ""
 
 
 # -- the registry of types -----------------------------------------------------------------
@@ -211,7 +298,7 @@ class EventType:
 
 
 def _types() -> dict[str, EventType]:
-    from modeldb.event_schema.upcasters import metrics_logged_v1_to_v2
+    from modeldb.event_schema.upcasters import metrics_logged_v1_to_v2, stage_changed_v1_to_v2
 
     specs = [
         EventType("ProjectCreated", "project", ProjectCreated),
@@ -246,15 +333,36 @@ def _types() -> dict[str, EventType]:
         EventType("RegisteredModelDeleted", "model", Empty),
         EventType("ModelVersionCreated", "model", ModelVersionCreated),
         EventType("ModelVersionDeleted", "model", ModelVersionDeleted),
-        EventType("ModelVersionStageChanged", "model", ModelVersionStageChanged),
+        EventType(
+            "ModelVersionStageChanged",
+            "model",
+            ModelVersionStageChanged,
+            version=2,
+            upcasters={1: stage_changed_v1_to_v2},
+            old_payloads={1: ModelVersionStageChangedV1},
+        ),
         EventType("ModelAliasSet", "model", ModelAliasSet),
         EventType("ModelAliasDeleted", "model", ModelAliasDeleted),
+        EventType("RegisteredModelUpdated", "model", RegisteredModelUpdated),
+        EventType("StageTransitionRequested", "model", StageTransitionRequested),
+        EventType("StageTransitionApproved", "model", StageTransitionDecided),
+        EventType("StageTransitionRejected", "model", StageTransitionDecided),
+        EventType("ModelLockChanged", "model", ModelLockChanged),
+        EventType("ModelRuleSet", "model", ModelRuleSet),
+        EventType("EnvironmentRegistered", "environment", EnvironmentRegistered),
+        EventType("DeploymentRecorded", "deployment", DeploymentRecorded),
+        EventType("DeploymentStatusChanged", "deployment", DeploymentStatusChanged),
+        EventType("WebhookRegistered", "webhook", WebhookRegistered),
+        EventType("WebhookDeleted", "webhook", Empty),
     ]
     return {spec.name: spec for spec in specs}
 
 
 EVENT_TYPES: dict[str, EventType] = _types()
 AGGREGATE_KINDS = frozenset(spec.aggregate_kind for spec in EVENT_TYPES.values())
+# Aggregates written only through registry commands (validated against their state), never as
+# raw events over HTTP ingest: see modeldb.writer.commands.
+GOVERNED_KINDS = frozenset({"model", "environment", "deployment", "webhook"})
 
 
 def event_type(name: str) -> EventType:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from modeldb.infra.settings import Settings
-from modeldb.infra.system import PROJECTIONS, System
+from modeldb.infra.system import CONSUMERS, PROJECTIONS, System
 
 
 def _serve(args: argparse.Namespace, **parts: object) -> int:
@@ -26,7 +26,7 @@ def _serve(args: argparse.Namespace, **parts: object) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    return _serve(args)
+    return _serve(args, webhooks=True)
 
 
 def cmd_writer(args: argparse.Namespace) -> int:
@@ -40,7 +40,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_project(args: argparse.Namespace) -> int:
     async def run() -> None:
         system = await System.open(Settings.load(args.data_dir))
-        names = PROJECTIONS if args.projection == "all" else (args.projection,)
+        names = CONSUMERS if args.projection == "all" else (args.projection,)
         system.start_projectors(names)
         print(f"projecting {', '.join(names)} from {system.log.url}", flush=True)
         try:
@@ -88,18 +88,53 @@ async def _log_records(system: System) -> AsyncIterator:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    import orjson
+
+    from modeldb.projectors import checkpoints
+
     async def run() -> int:
         system = await System.open(Settings.load(args.data_dir))
         try:
             await system.catch_up(["audit"])
-            records = _log_records(system) if system.settings.embedded else None
-            verdict = await system.audit.verify(records)
+            embedded = system.settings.embedded
+            records = _log_records(system) if embedded else system.log.records()  # type: ignore[attr-defined]
+            verdict = await system.audit.verify(records, dense=embedded)
+            for path in args.checkpoint or []:
+                if not verdict.ok:
+                    break
+                doc = orjson.loads(Path(path).read_bytes())
+                verdict = await checkpoints.check(system.audit, doc, system.key, verdict.checked)
+                if not verdict.ok:
+                    print(f"checkpoint {path}:", end=" ")
         finally:
             await system.close()
         print(verdict)
         return 0 if verdict.ok else 1
 
     return asyncio.run(run())
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    import orjson
+
+    from modeldb.projectors.checkpoints import make_checkpoint
+
+    async def run() -> bytes:
+        system = await System.open(Settings.load(args.data_dir))
+        try:
+            await system.catch_up(["audit"])
+            doc = await make_checkpoint(system.audit, system.key)
+        finally:
+            await system.close()
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+    text = asyncio.run(run())
+    if args.out:
+        Path(args.out).write_bytes(text + b"\n")
+        print(f"checkpoint written to {args.out}")
+    else:
+        print(text.decode())
+    return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -159,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         data_dir(p)
         p.set_defaults(fn=fn)
 
-    p = sub.add_parser("project", help="run projections as a separate process")
-    p.add_argument("--projection", choices=[*PROJECTIONS, "all"], default="all")
+    p = sub.add_parser("project", help="run projections (or the webhook outbox) as a separate process")
+    p.add_argument("--projection", choices=[*CONSUMERS, "all"], default="all")
     data_dir(p)
     p.set_defaults(fn=cmd_project)
 
@@ -170,8 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_replay)
 
     p = sub.add_parser("verify", help="check the audit hash chain against the log")
+    p.add_argument("--checkpoint", action="append", metavar="FILE",
+                   help="also require the chain to match this signed checkpoint (repeatable)")
     data_dir(p)
     p.set_defaults(fn=cmd_verify)
+
+    p = sub.add_parser("checkpoint", help="a signed checkpoint of the audit chain, for auditors")
+    p.add_argument("--out", metavar="FILE", help="write it here (default: print it)")
+    data_dir(p)
+    p.set_defaults(fn=cmd_checkpoint)
+
+    from modeldb.infra.browse import add_parsers
+
+    add_parsers(sub, data_dir)
 
     p = sub.add_parser("audit", help="the audit report of one entity")
     p.add_argument("id")

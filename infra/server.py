@@ -4,6 +4,7 @@ any part alone (`modeldb writer`, `modeldb api`)."""
 from __future__ import annotations
 
 import getpass
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,12 +16,36 @@ from modeldb.infra.settings import Settings
 from modeldb.infra.system import PROJECTIONS, System
 from modeldb.query_api.app import query_router
 from modeldb.query_api.runs import RunQueries
-from modeldb.writer.http import ingest_router
+from modeldb.writer.http import ingest_router, registry_router
+from modeldb.writer.registry import ADMIN_ROLE, Principal
+
+# Development stand-in for authentication, until the security work replaces it with tokens:
+# a caller names itself (and its roles, comma-separated) in these headers. Without them the
+# caller is the local user who runs the server, who owns the installation (all roles).
+USER_HEADER = "x-modeldb-user"
+ROLES_HEADER = "x-modeldb-roles"
 
 
-def local_actor(_request: Request) -> str:
-    # The embedded default has one user: whoever runs the server (auth arrives later).
-    return getpass.getuser()
+def local_principal() -> Principal:
+    """The user who runs ModelDB, owner of the installation (every role)."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        name = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return Principal(name, frozenset({ADMIN_ROLE}))
+
+
+def principal_of(request: Request) -> Principal:
+    user = (request.headers.get(USER_HEADER) or "").strip()
+    if not user:
+        return local_principal()
+    roles = request.headers.get(ROLES_HEADER) or ""
+    return Principal(user[:250], frozenset(r.strip() for r in roles.split(",") if r.strip()))
+
+
+def local_actor(request: Request) -> str:
+    # The embedded default has one user: whoever runs the server (see principal_of).
+    return principal_of(request).name
 
 
 def create_app(
@@ -29,13 +54,14 @@ def create_app(
     ingest: bool = True,
     query: bool = True,
     projections: tuple[str, ...] = PROJECTIONS,
+    webhooks: bool = False,
 ) -> FastAPI:
     state: dict[str, System] = {}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         system = await System.open(settings)
-        system.start_projectors(projections)
+        system.start_projectors(projections + (("webhooks",) if webhooks else ()))
         state["system"] = system
         try:
             yield
@@ -62,6 +88,14 @@ def create_app(
                 "projections": {n: s.runtimes[n].checkpoint for n in projections}}
         return JSONResponse(body, 200 if done else 504)
 
+    @app.get("/api/v1/audit/checkpoint")
+    async def audit_checkpoint() -> JSONResponse:
+        """A signed checkpoint of the audit chain as this server sees it now."""
+        from modeldb.projectors.checkpoints import make_checkpoint
+
+        s = system()
+        return JSONResponse(await make_checkpoint(s.audit, s.key))
+
     if ingest:
         demo_runs: list[threading.Thread] = []
 
@@ -79,6 +113,7 @@ def create_app(
 
         app.include_router(ingest_router(lambda: system().writer, lambda: system().artifacts,
                                          local_actor, max_body=settings.max_body))
+        app.include_router(registry_router(lambda: system().commands, principal_of))
     if query:
         queries: dict[str, RunQueries] = {}
 
@@ -88,5 +123,5 @@ def create_app(
                 queries["q"] = RunQueries(s.engine)
             return queries["q"], s.graph, s.audit
 
-        app.include_router(query_router(parts))
+        app.include_router(query_router(parts, principal_of, system))
     return app

@@ -2,6 +2,8 @@
 
 Environment variables (the public contract): MODELDB_URL, MODELDB_HOME, MODELDB_EVENT_LOG,
 MODELDB_READ_DB, MODELDB_GRAPH. Unset means embedded storage inside MODELDB_HOME.
+MODELDB_SERVER_KEY: the secret behind webhook signatures and audit checkpoints (default:
+made once in `<home>/server.key`; see modeldb.writer.keys).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Settings:
     artifacts: Path
     max_body: int = 32 * 1024 * 1024
     max_batch: int = 10_000
+    server_key: str | None = None  # MODELDB_SERVER_KEY; None: <home>/server.key
 
     @classmethod
     def load(cls, home: str | Path | None = None) -> Settings:
@@ -38,7 +41,13 @@ class Settings:
             artifacts=Path(env.get("MODELDB_ARTIFACTS") or root / "artifacts"),
             max_body=int(env.get("MODELDB_MAX_BODY", 32 * 1024 * 1024)),
             max_batch=int(env.get("MODELDB_MAX_BATCH", 10_000)),
+            server_key=env.get("MODELDB_SERVER_KEY") or None,
         )
+
+    def key(self) -> bytes:
+        from modeldb.writer.keys import server_key
+
+        return server_key(self.home, self.server_key)
 
     @property
     def embedded(self) -> bool:

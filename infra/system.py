@@ -1,14 +1,18 @@
-"""Assembling ModelDB from settings: the log, the writer, the artifact store, the read
-database and the three projections with their runtimes."""
+"""Assembling ModelDB from settings: the log, the writer and its registry commands, the
+artifact store, the read database, the three projections with their runtimes, and the
+webhook outbox with its deliverer."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from modeldb.event_schema import Aggregate, RecordedEvent
 from modeldb.infra.settings import Settings
 from modeldb.projectors.audit import AuditStore
 from modeldb.projectors.base import Projection
@@ -17,9 +21,17 @@ from modeldb.projectors.graph_sql import SqlGraph
 from modeldb.projectors.lineage import GraphStore
 from modeldb.projectors.runtime import ProjectorRuntime
 from modeldb.projectors.sql_projection import SqlReadModel
+from modeldb.projectors.webhooks import WebhookDeliverer, WebhookOutbox
 from modeldb.writer import EventLog, LocalArtifactStore, Writer, open_event_log
+from modeldb.writer.commands import CommandResult, CommandService, ProjectedAggregateStore
+from modeldb.writer.keys import webhook_secret
+from modeldb.writer.log import AggregateLog, Checkpoint, reached
+from modeldb.writer.registry import Principal
 
 PROJECTIONS = ("sql", "graph", "audit")
+# What `modeldb serve` and `modeldb project --projection all` run: the projections and the
+# webhook outbox (which is not replayed: rebuilding it would send every webhook again).
+CONSUMERS = (*PROJECTIONS, "webhooks")
 
 
 def open_graph(settings: Settings, engine: AsyncEngine) -> Projection:
@@ -41,8 +53,17 @@ class System:
     engine: AsyncEngine
     projections: dict[str, Projection]
     runtimes: dict[str, ProjectorRuntime] = field(default_factory=dict)
+    outbox_runtime: ProjectorRuntime | None = None
+    key: bytes = b""
+    commands: CommandService | None = None
+    outbox: WebhookOutbox | None = None
+    # True when this process owns the projections (an embedded one-shot), so waiting for
+    # them means applying the log here; else they run in some process and are waited for.
+    self_projecting: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _running: set[str] = field(default_factory=set)
+    _catch_up_lock: asyncio.Lock | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> System:
@@ -65,7 +86,17 @@ class System:
             projections=projections,
         )
         system.runtimes = {name: ProjectorRuntime(log, p) for name, p in projections.items()}
+        system.key = settings.key()
+        store = log if isinstance(log, AggregateLog) else ProjectedAggregateStore(
+            log, system._read_projected)
+        system.commands = CommandService(system.writer, store, secret_for=system.webhook_secret)
+        system.outbox = WebhookOutbox(engine)
+        await system.outbox.setup()
+        system.outbox_runtime = ProjectorRuntime(log, system.outbox)
         return system
+
+    def webhook_secret(self, webhook_id: str) -> str:
+        return webhook_secret(self.key, webhook_id)
 
     @property
     def read_model(self) -> SqlReadModel:
@@ -81,7 +112,61 @@ class System:
 
     def start_projectors(self, names: Iterable[str] = PROJECTIONS) -> None:
         for name in names:
-            self._tasks.append(asyncio.create_task(self.runtimes[name].run(self._stop)))
+            if name == "webhooks":
+                deliverer = WebhookDeliverer(self.engine, self.webhook_secret)
+                self._tasks.append(asyncio.create_task(deliverer.run(self._stop)))
+            runtime = self.outbox_runtime if name == "webhooks" else self.runtimes[name]
+            assert runtime is not None
+            self._tasks.append(asyncio.create_task(runtime.run(self._stop)))
+            self._running.add(name)
+
+    # -- registry commands, and reading their effect ---------------------------------------------
+
+    async def execute(self, command: str, args: Mapping[str, Any], principal: Principal, *,
+                      expected_revision: int | None = None, source: str = "api") -> CommandResult:
+        assert self.commands is not None
+        return await self.commands.execute(command, args, principal,
+                                           expected_revision=expected_revision, source=source)
+
+    async def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until the projections reflect everything appended so far (read-your-writes
+        after a command), wherever they run; False if `timeout` passed first."""
+        if self.self_projecting:
+            async with self._catching_up():
+                await self.catch_up()
+            return True
+        target = await self.log.head()
+        done = await asyncio.gather(*(self._applied(n, target, timeout) for n in PROJECTIONS))
+        return all(done)
+
+    async def _applied(self, name: str, target: Checkpoint, timeout: float) -> bool:
+        if name in self._running:
+            return await self.runtimes[name].wait_until(target, timeout)
+        deadline = time.monotonic() + timeout
+        projection = self.projections[name]
+        while not reached(await projection.load_checkpoint() or {}, target):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    def _catching_up(self) -> asyncio.Lock:
+        """One catch-up at a time in this process: two would apply the same batch twice."""
+        if self._catch_up_lock is None:
+            self._catch_up_lock = asyncio.Lock()
+        return self._catch_up_lock
+
+    async def _read_projected(self, aggregate: Aggregate) -> list[RecordedEvent]:
+        """One aggregate's events from the audit store, once it has the whole log (for logs
+        without conditional appends; see ProjectedAggregateStore)."""
+        if self.self_projecting:
+            async with self._catching_up():
+                await self.runtimes["audit"].catch_up()
+        elif not await self._applied("audit", await self.log.head(), 30.0):
+            raise TimeoutError("the audit projection is behind the log; registry commands wait "
+                               "for it (is `modeldb project --projection audit` running?)")
+        events = await self.audit.history(aggregate.id, kind=aggregate.kind)
+        return [RecordedEvent(i + 1, raw) for i, raw in enumerate(events)]
 
     async def catch_up(self, names: Iterable[str] = PROJECTIONS) -> None:
         for name in names:

@@ -64,7 +64,7 @@ class AuditStore(SqlProjection):
     dedupe = False  # the audit trail mirrors the log record for record, duplicates included
 
     async def apply_events(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
-        heads: dict[int, str] = {}
+        heads: dict[int, tuple[str, int]] = {}  # partition → (last hash, last position)
         ids = list({e.raw["event_id"] for e in events})
         seen = {row[0] for row in await conn.execute(
             select(audit_events.c.event_id).where(audit_events.c.event_id.in_(ids)))}
@@ -73,19 +73,23 @@ class AuditStore(SqlProjection):
             raw, part = recorded.raw, recorded.partition
             if part not in heads:
                 heads[part] = await _head(conn, part)
+            prev_hash, last_position = heads[part]
+            if recorded.position <= last_position:
+                continue  # redelivered after a consumer rebalance: already in the chain
             body = canonical_bytes(raw)
-            digest = chain_hash(heads[part], body)
+            digest = chain_hash(prev_hash, body)
             rows.append({
                 "partition": part, "position": recorded.position, "event_id": raw["event_id"],
                 "type": raw["type"], "aggregate_kind": raw["aggregate"]["kind"],
                 "aggregate_id": raw["aggregate"]["id"], "occurred_at": raw["occurred_at"],
                 "recorded_at": raw["recorded_at"], "actor": raw.get("actor"),
                 "source": raw.get("source", "sdk"), "duplicate": raw["event_id"] in seen,
-                "body": body.decode(), "prev_hash": heads[part], "hash": digest,
+                "body": body.decode(), "prev_hash": prev_hash, "hash": digest,
             })
             seen.add(raw["event_id"])
-            heads[part] = digest
-        await conn.execute(audit_events.insert(), rows)
+            heads[part] = (digest, recorded.position)
+        if rows:
+            await conn.execute(audit_events.insert(), rows)
 
     async def history(
         self,
@@ -94,13 +98,17 @@ class AuditStore(SqlProjection):
         actor: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        kind: str | None = None,
     ) -> list[dict]:
-        """Every event of one entity, in log order, as stored (duplicates left out)."""
+        """Every event of one entity, in log order, as stored (duplicates left out); `kind`
+        narrows it to one aggregate kind (a model and a project may share a name)."""
         query = (
             select(audit_events.c.body)
             .where(audit_events.c.aggregate_id == aggregate_id, audit_events.c.duplicate.is_(False))
             .order_by(audit_events.c.recorded_at, audit_events.c.partition, audit_events.c.position)
         )
+        if kind:
+            query = query.where(audit_events.c.aggregate_kind == kind)
         if actor:
             query = query.where(audit_events.c.actor == actor)
         if since:
@@ -110,8 +118,13 @@ class AuditStore(SqlProjection):
         async with self.engine.connect() as conn:
             return [orjson.loads(body) for (body,) in await conn.execute(query)]
 
-    async def verify(self, log_records: AsyncIterator[RecordedEvent] | None = None) -> Verdict:
-        """Recompute the chain; with the log's records, also check none is missing or edited."""
+    async def verify(
+        self, log_records: AsyncIterator[RecordedEvent] | None = None, *, dense: bool = True
+    ) -> Verdict:
+        """Recompute the chain; with the log's records, also check none is missing or edited.
+
+        `dense`: the log numbers its records 1, 2, 3 … without holes (SQLite). Kafka offsets
+        skip transaction markers, so there only the log itself says what is missing."""
         expected = _LogCursor(log_records) if log_records is not None else None
         heads: dict[int, str] = {}
         last_pos: dict[int, int] = {}
@@ -126,9 +139,9 @@ class AuditStore(SqlProjection):
                 log_record = await expected.next() if expected is not None else None
                 if expected is not None and log_record is None:
                     return Verdict(False, checked, part, position, "record not in the log")
-                gap_at = _gap(part, position, last_pos, log_record)
-                if gap_at is not None:
-                    return Verdict(False, checked, part, gap_at, "record missing")
+                gap = _gap(part, position, last_pos, log_record, dense=dense and expected is not None)
+                if gap is not None:
+                    return Verdict(False, checked, part, gap[0], gap[1])
                 if prev_hash != heads.get(part, GENESIS):
                     return Verdict(False, checked, part, position, "chain broken: a record before "
                                    "this one was removed, reordered or altered")
@@ -157,6 +170,8 @@ class Verdict:
     def __str__(self) -> str:
         if self.ok:
             return f"OK: {self.checked} records, hash chain intact"
+        if self.position is None:
+            return f"FAILED: {self.reason}"
         return (f"FAILED at partition {self.partition} position {self.position}: {self.reason} "
                 f"({self.checked} records verified before it)")
 
@@ -177,20 +192,50 @@ class _LogCursor:
         return await self.next()
 
 
-def _gap(part: int, position: int, last: dict[int, int], log_record: RecordedEvent | None) -> int | None:
-    """The first missing position before this audit record, if any."""
-    if log_record is not None:
-        return log_record.position if log_record.position != position else None
+def _gap(part: int, position: int, last: dict[int, int], log_record: RecordedEvent | None,
+         *, dense: bool) -> tuple[int, str] | None:
+    """The first missing position at or before this audit record, and what is missing.
+
+    `dense`: positions run 1, 2, 3 … with no hole (the SQLite log), so a hole in both the
+    log and the audit store is a removed record too.
+    """
+    if log_record is not None and log_record.position != position:
+        if log_record.position > position:
+            return position, "record not in the log (removed from the log?)"
+        return log_record.position, "record missing from the audit store"
     if part in last and position != last[part] + 1:
-        return last[part] + 1
+        return last[part] + 1, "record missing"
+    if dense and part not in last and position != 1:
+        return 1, "record missing"
     return None
 
 
-async def _head(conn: AsyncConnection, partition: int) -> str:
-    value = await conn.scalar(
-        select(audit_events.c.hash)
+async def heads(store: AuditStore) -> dict[int, tuple[int, str]]:
+    """Per partition, the last audit record's position and chained hash."""
+    found: dict[int, tuple[int, str]] = {}
+    async with store.engine.connect() as conn:
+        parts = [row[0] for row in await conn.execute(select(audit_events.c.partition).distinct())]
+        for part in parts:
+            row = (await conn.execute(
+                select(audit_events.c.position, audit_events.c.hash)
+                .where(audit_events.c.partition == part)
+                .order_by(audit_events.c.position.desc()).limit(1))).first()
+            if row is not None:
+                found[part] = (row[0], row[1])
+    return found
+
+
+async def hash_at(store: AuditStore, partition: int, position: int) -> str | None:
+    async with store.engine.connect() as conn:
+        return await conn.scalar(select(audit_events.c.hash).where(
+            audit_events.c.partition == partition, audit_events.c.position == position))
+
+
+async def _head(conn: AsyncConnection, partition: int) -> tuple[str, int]:
+    row = (await conn.execute(
+        select(audit_events.c.hash, audit_events.c.position)
         .where(audit_events.c.partition == partition)
         .order_by(audit_events.c.position.desc())
         .limit(1)
-    )
-    return value or GENESIS
+    )).first()
+    return (row[0], row[1]) if row else (GENESIS, -1)

@@ -110,6 +110,13 @@ def _add(g: GraphChanges, e: Event) -> None:
             g.edge(version, g.ref("Run", p.run_id), "GENERATED_BY")
         if p.artifact_digest:
             g.edge(version, g.ref("Artifact", p.artifact_digest, p.artifact_name), "DERIVED_FROM")
+    elif isinstance(p, t.EnvironmentRegistered):
+        g.node("Environment", agg, p.name)
+    elif isinstance(p, t.DeploymentRecorded):
+        deployment = g.node("Deployment", agg, f"{p.model} v{p.version} @ {p.environment}")
+        g.edge(deployment, g.ref("ModelVersion", f"{p.model}/{p.version}",
+                                 f"{p.model} v{p.version}"), "USED")
+        g.edge(deployment, g.ref("Environment", p.environment), "PART_OF")
 
 
 MAX_DEPTH = 50  # the API clamps to the same bound

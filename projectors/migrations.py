@@ -44,8 +44,18 @@ async def _initial(conn: AsyncConnection) -> None:
         await conn.run_sync(metadata.create_all)
 
 
+async def _registry(conn: AsyncConnection) -> None:
+    from modeldb.projectors import read_model, webhooks
+
+    # checkfirst: on a new database, migration 1 (today's metadata) has made them already.
+    await conn.run_sync(lambda sync: read_model.metadata.create_all(
+        sync, tables=list(read_model.REGISTRY_TABLES), checkfirst=True))
+    await conn.run_sync(lambda sync: webhooks.metadata.create_all(sync, checkfirst=True))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: read model, lineage graph, audit store", _initial),
+    Migration(2, "registry governance, deployments, webhook outbox", _registry),
 )
 HEAD = MIGRATIONS[-1].version
 

@@ -217,3 +217,95 @@ model_aliases = Table(
     Column("alias", KEY, primary_key=True),
     Column("version", Integer, nullable=False),
 )
+
+# -- registry governance and deployments (migration 2) ---------------------------------------
+
+model_governance = Table(
+    "model_governance",
+    metadata,
+    Column("model", ID, primary_key=True),
+    Column("lock_level", String(10), nullable=False, default="open"),
+    Column("lock_role", KEY),
+    Column("lock_comment", Text),
+    Column("locked_by", KEY),
+    Column("locked_at", BigInteger),
+    Column("single_production", Boolean, nullable=False, default=False),
+    Column("approval_required", Text, nullable=False, default="[]"),  # JSON list of stages
+)
+
+model_transitions = Table(
+    "model_transitions",
+    metadata,
+    Column("model", ID, primary_key=True),
+    Column("event_id", String(36), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("from_stage", String(16)),
+    Column("to_stage", String(16), nullable=False),
+    Column("actor", KEY),
+    Column("comment", Text, nullable=False, default=""),
+    Column("cause", String(10), nullable=False, default="direct"),
+    Column("request_id", String(200)),
+    Column("at", BigInteger, nullable=False),  # recorded_at, epoch ms
+    Index("model_transitions_by_version", "model", "version", "at"),
+)
+
+transition_requests = Table(
+    "transition_requests",
+    metadata,
+    Column("model", ID, primary_key=True),
+    Column("request_id", String(200), primary_key=True),
+    # Nullable, as every column a decision's upsert leaves out must be (PostgreSQL checks
+    # NOT NULL before it sees the conflict).
+    Column("version", Integer),
+    Column("from_stage", String(16)),
+    Column("to_stage", String(16)),
+    Column("status", String(10), nullable=False, default="pending"),
+    Column("requested_by", KEY),
+    Column("requested_at", BigInteger),
+    Column("comment", Text, nullable=False, default=""),
+    Column("decided_by", KEY),
+    Column("decided_at", BigInteger),
+    Column("decision_comment", Text),
+    Index("transition_requests_by_status", "status", "model"),
+)
+
+deploy_environments = Table(
+    "deploy_environments",
+    metadata,
+    Column("name", ID, primary_key=True),
+    Column("stage", KEY, nullable=False),
+    Column("location", Text, nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("registered_at", BigInteger),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("model", ID),
+    Column("version", Integer),
+    Column("environment", ID),
+    Column("status", String(10), nullable=False, default="pending"),
+    Column("message", Text, nullable=False, default=""),
+    Column("endpoint", Text),
+    Column("created_by", KEY),
+    Column("created_at", BigInteger),
+    Column("updated_at", BigInteger),
+    Index("deployments_by_version", "model", "version"),
+    Index("deployments_by_environment", "environment", "status"),
+)
+
+deployment_history = Table(
+    "deployment_history",
+    metadata,
+    Column("deployment_id", String(200), primary_key=True),
+    Column("event_id", String(36), primary_key=True),
+    Column("status", String(10), nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("actor", KEY),
+    Column("at", BigInteger, nullable=False),
+)
+
+REGISTRY_TABLES = (model_governance, model_transitions, transition_requests, deploy_environments,
+                   deployments, deployment_history)

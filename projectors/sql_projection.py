@@ -205,6 +205,12 @@ class _Changes:
         self.models = _Rows(rm.registered_models, ("name",))
         self.versions = _Rows(rm.model_versions, ("model", "version"))
         self.aliases = _Rows(rm.model_aliases, ("model", "alias"))
+        self.governance = _Rows(rm.model_governance, ("model",))
+        self.transitions = _Rows(rm.model_transitions, ("model", "event_id"))
+        self.requests = _Rows(rm.transition_requests, ("model", "request_id"))
+        self.deploy_environments = _Rows(rm.deploy_environments, ("name",))
+        self.deployments = _Rows(rm.deployments, ("id",))
+        self.deployment_history = _Rows(rm.deployment_history, ("deployment_id", "event_id"))
         self.metrics = _Metrics()
 
     async def flush(self, conn: AsyncConnection) -> None:
@@ -212,7 +218,8 @@ class _Changes:
         for rows in (self.projects, self.experiments, self.runs, self.tags, self.attributes,
                      self.artifacts, self.code_versions, self.environments, self.datasets,
                      self.dataset_versions, self.run_links, self.models, self.versions,
-                     self.aliases):
+                     self.aliases, self.governance, self.transitions, self.requests,
+                     self.deploy_environments, self.deployments, self.deployment_history):
             await rows.flush(conn)
         await self.dataset_refs.flush(conn, overwrite=False)
         await self.metrics.flush(conn)
@@ -377,6 +384,75 @@ def _model_version_deleted(c: _Changes, e: Event) -> None:
 def _stage(c: _Changes, e: Event) -> None:
     p: t.ModelVersionStageChanged = e.payload  # type: ignore[assignment]
     c.versions.set(model=e.aggregate.id, version=p.version, stage=p.stage)
+    c.transitions.set(model=e.aggregate.id, event_id=e.event_id, version=p.version,
+                      from_stage=p.from_stage, to_stage=p.stage, actor=e.actor,
+                      comment=p.comment, cause=p.cause, request_id=p.request_id, at=_recorded(e))
+
+
+def _recorded(e: Event) -> int:
+    return ms(e.recorded_at or e.occurred_at)
+
+
+@handles("RegisteredModelUpdated")
+def _model_updated(c: _Changes, e: Event) -> None:
+    p: t.RegisteredModelUpdated = e.payload  # type: ignore[assignment]
+    changes: dict[str, Any] = {}
+    if p.description is not None:
+        changes["description"] = p.description
+    if p.tags is not None:
+        changes["tags"] = orjson.dumps(p.tags).decode()
+    if changes:
+        c.models.set(name=e.aggregate.id, **changes)
+
+
+@handles("StageTransitionRequested")
+def _requested(c: _Changes, e: Event) -> None:
+    p: t.StageTransitionRequested = e.payload  # type: ignore[assignment]
+    c.requests.set(model=e.aggregate.id, request_id=p.request_id, version=p.version,
+                   from_stage=p.from_stage, to_stage=p.to_stage, status="pending",
+                   requested_by=e.actor, requested_at=_recorded(e), comment=p.comment)
+
+
+@handles("StageTransitionApproved", "StageTransitionRejected")
+def _decided(c: _Changes, e: Event) -> None:
+    p: t.StageTransitionDecided = e.payload  # type: ignore[assignment]
+    status = "approved" if e.type == "StageTransitionApproved" else "rejected"
+    c.requests.set(model=e.aggregate.id, request_id=p.request_id, status=status,
+                   decided_by=e.actor, decided_at=_recorded(e), decision_comment=p.comment)
+
+
+@handles("ModelLockChanged")
+def _lock(c: _Changes, e: Event) -> None:
+    p: t.ModelLockChanged = e.payload  # type: ignore[assignment]
+    c.governance.set(model=e.aggregate.id, lock_level=p.level, lock_role=p.role,
+                     lock_comment=p.comment, locked_by=e.actor, locked_at=_recorded(e))
+
+
+@handles("ModelRuleSet")
+def _rules(c: _Changes, e: Event) -> None:
+    p: t.ModelRuleSet = e.payload  # type: ignore[assignment]
+    c.governance.set(model=e.aggregate.id, single_production=p.single_production,
+                     approval_required=orjson.dumps(p.approval_required).decode())
+
+
+@handles("EnvironmentRegistered")
+def _environment_registered(c: _Changes, e: Event) -> None:
+    p: t.EnvironmentRegistered = e.payload  # type: ignore[assignment]
+    c.deploy_environments.set(name=e.aggregate.id, stage=p.stage, location=p.location,
+                              description=p.description, registered_at=_recorded(e))
+
+
+@handles("DeploymentRecorded", "DeploymentStatusChanged")
+def _deployment(c: _Changes, e: Event) -> None:
+    p: Any = e.payload
+    at = _recorded(e)
+    if e.type == "DeploymentRecorded":
+        c.deployments.set(id=e.aggregate.id, model=p.model, version=p.version,
+                          environment=p.environment, endpoint=p.endpoint, created_by=e.actor,
+                          created_at=at)
+    c.deployments.set(id=e.aggregate.id, status=p.status, message=p.message, updated_at=at)
+    c.deployment_history.set(deployment_id=e.aggregate.id, event_id=e.event_id, status=p.status,
+                             message=p.message, actor=e.actor, at=at)
 
 
 @handles("ModelAliasSet")

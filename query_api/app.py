@@ -14,6 +14,8 @@ from strawberry.fastapi import GraphQLRouter
 from modeldb.projectors.audit import AuditStore
 from modeldb.projectors.lineage import GraphStore
 from modeldb.query_api.loaders import Loaders
+from modeldb.query_api.registry import Mutation, RegistryQuery
+from modeldb.query_api.registry_queries import RegistryLoaders, RegistryQueries
 from modeldb.query_api.runs import RunQueries
 from modeldb.query_api.schema import Query
 
@@ -26,23 +28,38 @@ SCHEMA_FILE = Path(__file__).parent / "schema.graphql"
 def build_schema() -> Any:
     """The GraphQL schema with its guards; `query_api/schema.graphql` is its printed form."""
     import strawberry
+    from strawberry.tools import merge_types
 
     return strawberry.Schema(
-        query=Query,
+        query=merge_types("Query", (Query, RegistryQuery)),
+        mutation=Mutation,
         extensions=[lambda: QueryDepthLimiter(max_depth=12),
                     lambda: MaxTokensLimiter(max_token_count=5000),
                     lambda: MaxAliasesLimiter(max_alias_count=30)],
     )
 
 
-def graphql_context(queries: RunQueries, graph: GraphStore, audit: AuditStore) -> dict[str, Any]:
-    """A fresh context per request: dataloaders must not cache across requests."""
-    return {"loaders": Loaders(queries), "graph": graph, "audit": audit}
+def graphql_context(queries: RunQueries, graph: GraphStore, audit: AuditStore, *,
+                    principal: Any = None, commands: Any = None) -> dict[str, Any]:
+    """A fresh context per request: dataloaders must not cache across requests.
+
+    `principal`: who asks (a `modeldb.writer.registry.Principal`; None reads as a caller
+    without roles). `commands`: what runs registry mutations and waits for their effect
+    (`execute(...)`, `settle()`: the System); None turns mutations off.
+    """
+    return {"loaders": Loaders(queries), "registry": RegistryLoaders(RegistryQueries(queries.engine)),
+            "graph": graph, "audit": audit, "principal": principal, "commands": commands}
 
 
-def query_router(get_parts: Callable[[], tuple[RunQueries, GraphStore, AuditStore]]) -> APIRouter:
+def query_router(
+    get_parts: Callable[[], tuple[RunQueries, GraphStore, AuditStore]],
+    principal_of: Callable[[Request], Any] | None = None,
+    get_commands: Callable[[], Any] | None = None,
+) -> APIRouter:
     async def context(request: Request) -> dict[str, Any]:
-        return graphql_context(*get_parts())
+        return graphql_context(
+            *get_parts(), principal=principal_of(request) if principal_of else None,
+            commands=get_commands() if get_commands else None)
 
     router = APIRouter()
     router.include_router(GraphQLRouter(build_schema(), context_getter=context), prefix="/graphql")

@@ -1,4 +1,7 @@
-"""The GraphQL schema (strawberry). Field names follow the public contract in DESIGN.md."""
+"""The GraphQL schema (strawberry). Field names follow the public contract in DESIGN.md.
+
+Runs, lineage, history and time travel live here; the registry (models, versions,
+deployments, webhooks, mutations) in query_api/registry.py; app.py merges them."""
 
 from __future__ import annotations
 
@@ -250,59 +253,6 @@ class EventRecord:
                    schema_version=raw.get("schema_version", 1), payload=raw["payload"])
 
 
-@strawberry.type
-class VersionRef:
-    version: str
-    stage: str
-
-
-@strawberry.type
-class AliasRef:
-    alias: str
-    version: str
-
-
-@strawberry.type
-class ArtifactRef:
-    name: str | None
-    digest: str
-    uri: str | None
-
-
-@strawberry.type
-class RunRef:
-    id: strawberry.ID
-
-
-@strawberry.type
-class ModelVersion:
-    name: str
-    version: str
-    stage: str
-    aliases: list[str]
-    description: str
-    created_at: datetime | None
-    run: RunRef | None
-    artifact: ArtifactRef | None
-
-
-@strawberry.type
-class RegisteredModel:
-    name: str
-    description: str
-    _loaders: strawberry.Private[Loaders]
-
-    @strawberry.field
-    async def versions(self) -> list[VersionRef]:
-        return [VersionRef(version=str(r.version), stage=r.stage)
-                for r in await self._loaders.versions.load(self.name)]
-
-    @strawberry.field
-    async def aliases(self) -> list[AliasRef]:
-        return [AliasRef(alias=r.alias, version=str(r.version))
-                for r in await self._loaders.aliases.load(self.name)]
-
-
 def _loaders(info: Info) -> Loaders:
     return info.context["loaders"]
 
@@ -372,39 +322,17 @@ class Query:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[EventRecord]:
+        from modeldb.query_api.registry import redact_history
+
         events = await info.context["audit"].history(aggregate_of(str(id)), actor=actor,
                                                      since=since, until=until)
-        return [EventRecord.of(e) for e in events]
+        return [EventRecord.of(e) for e in await redact_history(info, events)]
 
     @strawberry.field
     async def run_as_of(self, info: Info, id: strawberry.ID, at: datetime) -> ExperimentRun | None:
         from modeldb.query_api.time_travel import run_as_of
 
         return await run_as_of(info.context["audit"], str(id), at, ExperimentRun.of)
-
-    @strawberry.field
-    async def registered_models(self, info: Info) -> list[RegisteredModel]:
-        rows = await _loaders(info).queries.registered_models()
-        return [RegisteredModel(name=r.name, description=r.description, _loaders=_loaders(info))
-                for r in rows]
-
-    @strawberry.field
-    async def model_version(self, info: Info, name: str, version: str) -> ModelVersion | None:
-        loaders = _loaders(info)
-        rows = [r for r in await loaders.versions.load(name) if str(r.version) == version]
-        if not rows:
-            return None
-        r = rows[0]
-        aliases = [a.alias for a in await loaders.aliases.load(name) if a.version == r.version]
-        artifact = await loaders.queries.artifact(r.run_id, r.artifact_digest)
-        return ModelVersion(
-            name=name, version=str(r.version), stage=r.stage, aliases=aliases,
-            description=r.description, created_at=_time(r.created_at),
-            run=RunRef(id=strawberry.ID(r.run_id)) if r.run_id else None,
-            artifact=ArtifactRef(name=r.artifact_name, digest=r.artifact_digest,
-                                 uri=artifact.uri if artifact else None)
-            if r.artifact_digest else None,
-        )
 
 
 schema = strawberry.Schema(query=Query)

@@ -107,7 +107,39 @@ def every_event_type() -> list[Event]:
         new_event("ExperimentDeleted", "p/old", {}),
         new_event("ProjectCreated", "q", {"name": "q"}),
         new_event("ProjectDeleted", "q", {}),
+        # governance and deployments (appended last, so earlier positions stay put)
+        new_event("RegisteredModelUpdated", "clf", {"description": "iris classifier",
+                                                    "tags": {"team": "vision"}}),
+        new_event("ModelRuleSet", "clf", {"single_production": True,
+                                          "approval_required": ["Production"]}),
+        new_event("StageTransitionRequested", "clf", {"request_id": "r1", "version": 1,
+                                                      "from_stage": "Production",
+                                                      "to_stage": "Archived", "comment": "old"}),
+        new_event("StageTransitionRejected", "clf", {"request_id": "r1", "version": 1,
+                                                     "comment": "still needed"}),
+        new_event("StageTransitionRequested", "clf", {"request_id": "r2", "version": 1,
+                                                      "from_stage": "Production",
+                                                      "to_stage": "Staging"}),
+        new_event("StageTransitionApproved", "clf", {"request_id": "r2", "version": 1}),
+        new_event("ModelVersionStageChanged", "clf", {"version": 1, "stage": "Staging",
+                                                      "from_stage": "Production",
+                                                      "cause": "approval", "request_id": "r2"}),
+        new_event("ModelLockChanged", "clf", {"level": "closed", "comment": "frozen"}),
+        new_event("EnvironmentRegistered", "prod-eu", {"name": "prod-eu", "stage": "production",
+                                                       "location": "eu-west-1"}),
+        new_event("DeploymentRecorded", "dep1", {"model": "clf", "version": 1,
+                                                 "environment": "prod-eu"}),
+        new_event("DeploymentStatusChanged", "dep1", {"status": "serving"}),
+        new_event("WebhookRegistered", "hook1", {"url": "http://127.0.0.1:9/hook"}),
+        new_event("WebhookDeleted", "hook1", {}),
     ]
+
+
+def ungoverned(events: list[Event]) -> list[Event]:
+    """The events HTTP ingest takes: registry events enter only as registry commands."""
+    from modeldb.event_schema.types import GOVERNED_KINDS
+
+    return [e for e in events if e.aggregate.kind not in GOVERNED_KINDS]
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from modeldb.event_schema import uuid7
-from tests.helpers import ServerProcess, every_event_type, run_events, server_env, wire
+from tests.helpers import ServerProcess, every_event_type, run_events, server_env, ungoverned, wire
 
 
 def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -25,10 +25,20 @@ pytestmark = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
 
 def _populate(server: ServerProcess) -> int:
     events = every_event_type()
+    run = events[4].aggregate.id
     for _ in range(5):
         events += run_events(uuid7(), params={"a": 1}, metrics={"m": [1, 2, 3]})
-    r = httpx.post(f"{server.url}/api/v1/events", json=wire(events))
+    r = httpx.post(f"{server.url}/api/v1/events", json=wire(ungoverned(events)))
     positions = r.json()["positions"]
+    for command, args in [  # the registry part enters as commands
+        ("create_version", {"name": "clf", "run_id": run, "artifact": "model.pkl",
+                            "create_model": True}),
+        ("set_stage", {"name": "clf", "version": 1, "stage": "Production"}),
+    ]:
+        r = httpx.post(f"{server.url}/api/v1/registry/commands",
+                       json={"command": command, "args": args})
+        assert r.status_code == 200, r.text
+        positions = r.json()["positions"]
     server.wait_projected()
     return positions[-1]
 

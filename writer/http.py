@@ -1,8 +1,10 @@
-"""HTTP ingest: POST /api/v1/events and the artifact upload/download routes."""
+"""HTTP ingest: POST /api/v1/events, the artifact upload/download routes, and the registry
+commands (POST /api/v1/registry/commands)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -10,6 +12,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from modeldb.event_schema import InvalidBatch
 from modeldb.event_schema.codec import parse_body
 from modeldb.writer.artifacts import DigestMismatch, LocalArtifactStore
+from modeldb.writer.commands import CommandService, describe_commands
+from modeldb.writer.log import EventTooLarge
+from modeldb.writer.registry import CommandRefused, Principal
 from modeldb.writer.service import BatchTooLarge, Writer
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
@@ -52,13 +57,13 @@ def ingest_router(
             items = parse_body(body)
             if not isinstance(items, list):
                 return _error(400, "body must be a JSON array of events or NDJSON")
-            positions = await get_writer().ingest(items, actor_of(request))
+            positions = await get_writer().ingest(items, actor_of(request), governed=False)
         except InvalidBatch as exc:
             status = 400 if any("malformed JSON" in e.reason for e in exc.errors) else 422
             return JSONResponse(
                 {"error": str(exc), "errors": [e.to_dict() for e in exc.errors]}, status
             )
-        except BatchTooLarge as exc:
+        except (BatchTooLarge, EventTooLarge) as exc:
             return _error(413, str(exc))
         except (ConnectionError, TimeoutError) as exc:
             # Nothing was acknowledged: the client keeps the batch and retries later.
@@ -86,6 +91,50 @@ def ingest_router(
         if not found:
             return _error(404, f"no artifact {digest}")
         return StreamingResponse(store.open_stream(digest), media_type="application/octet-stream")
+
+    return router
+
+
+def registry_router(
+    get_commands: Callable[[], CommandService],
+    principal_of: Callable[[Request], Principal],
+) -> APIRouter:
+    """POST /api/v1/registry/commands: one registry command, checked and appended.
+
+    Body: `{"command": "set_stage", "args": {...}, "expected_revision": 7, "source": "sdk"}`
+    (`expected_revision` and `source` optional). Answers 200 with the events appended, the
+    aggregate's new revision and state and the command's result; 4xx with `error` and
+    `code` (invalid 422, forbidden 403, not_found 404, conflict/locked 409).
+    """
+    router = APIRouter(prefix="/api/v1/registry")
+
+    @router.get("/commands")
+    async def list_commands() -> JSONResponse:
+        return JSONResponse(describe_commands())
+
+    @router.post("/commands")
+    async def post_command(request: Request) -> JSONResponse:
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            return _error(400, "body must be a JSON object {command, args}")
+        if not isinstance(body, dict) or not isinstance(body.get("command"), str) \
+                or not isinstance(body.get("args", {}), dict):
+            return _error(400, "body must be a JSON object {command, args}")
+        expected, source = body.get("expected_revision"), body.get("source", "api")
+        if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool)):
+            return _error(400, "expected_revision must be an integer")
+        if not isinstance(source, str) or not 0 < len(source) <= 100:
+            return _error(400, "source must be a string of 1 to 100 characters")
+        try:
+            result = await get_commands().execute(
+                body["command"], body.get("args", {}), principal_of(request),
+                expected_revision=expected, source=source)
+        except CommandRefused as exc:
+            return JSONResponse({"error": exc.message, "code": exc.code}, exc.status)
+        except (ConnectionError, TimeoutError) as exc:
+            return _error(503, f"event log unavailable, retry later: {exc}")
+        return JSONResponse(result.to_dict(), 200)
 
     return router
 

@@ -45,7 +45,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
 from modeldb.event_schema import InvalidEvent, RecordedEvent
-from modeldb.writer.log import Batch, Checkpoint, EventLog, Subscription
+from modeldb.writer.log import Batch, Checkpoint, EventLog, EventTooLarge, Subscription
 
 log = logging.getLogger("modeldb.writer.kafka")
 
@@ -59,9 +59,6 @@ JOIN_WAIT = 30.0  # how long a first next_batch waits for the group to hand out 
 _TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 _COMPRESSIONS = {"lz4": has_lz4, "zstd": has_zstd, "snappy": has_snappy, "gzip": lambda: True}
 
-
-class EventTooLarge(ValueError):
-    """One event exceeds what the broker takes in one record (HTTP 413)."""
 
 
 class EventLogUnavailable(ConnectionError):

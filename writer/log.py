@@ -2,7 +2,9 @@
 
 A ladder of abilities, each fully abstract: append a batch atomically and durably; read
 the whole log in order (for replay and audit); subscribe as a named consumer group that
-resumes from a checkpoint the consumer stores itself, in its own transaction.
+resumes from a checkpoint the consumer stores itself, in its own transaction. A log that can
+also read one aggregate's events and append only if nobody appended to it meanwhile
+(`AggregateLog`, the SQLite log) backs registry commands with optimistic concurrency.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modeldb.event_schema import RecordedEvent
+from modeldb.event_schema import Aggregate, RecordedEvent
 
 # Opaque to consumers: {"position": last applied} on SQLite, {"<partition>": next offset} on
 # Kafka. Either way a larger number per key is further along.
@@ -21,6 +23,10 @@ Checkpoint = dict[str, int]
 
 def reached(checkpoint: Checkpoint, target: Checkpoint) -> bool:
     return all(checkpoint.get(part, 0) >= position for part, position in target.items())
+
+
+class EventTooLarge(ValueError):
+    """One event is larger than the log accepts (Kafka: its max message size)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,40 @@ class EventLog(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+
+class ConcurrencyConflict(Exception):
+    """An aggregate moved on between reading it and appending to it; nothing was appended."""
+
+    def __init__(self, aggregate: Aggregate, expected: int, actual: int):
+        self.aggregate, self.expected, self.actual = aggregate, expected, actual
+        super().__init__(f"{aggregate.kind} {aggregate.id!r} is at version {actual}, "
+                         f"not {expected}: someone else changed it first")
+
+
+class AggregateStore(ABC):
+    """One aggregate's events, and an append that succeeds only on the version it was read at.
+
+    The version of an aggregate is the number of its events. Registry commands read it,
+    decide against the state those events fold into, and append with `append_if`, so two
+    commands racing on one aggregate cannot both succeed.
+    """
+
+    @abstractmethod
+    async def read_aggregate(self, aggregate: Aggregate) -> list[RecordedEvent]:
+        """Every event of one aggregate (kind and id), in log order."""
+
+    @abstractmethod
+    async def append_if(
+        self, aggregate: Aggregate, expected_version: int, events: Sequence[Mapping[str, Any]]
+    ) -> list[int]:
+        """Append atomically if `aggregate` still has `expected_version` events, else raise
+        ConcurrencyConflict; the events must all belong to `aggregate`."""
+
+
+class AggregateLog(EventLog, AggregateStore):
+    """An event log that is its own aggregate store (reads and conditional appends in one
+    transaction)."""
 
 
 def open_event_log(url: str) -> EventLog:

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from modeldb.event_schema import RecordedEvent
-from modeldb.writer.log import Batch, Checkpoint, EventLog, Subscription
+from modeldb.event_schema import Aggregate, RecordedEvent
+from modeldb.writer.log import AggregateLog, Batch, Checkpoint, ConcurrencyConflict, Subscription
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -39,7 +39,7 @@ BEGIN SELECT RAISE(ABORT, 'the event log is append-only: DELETE refused'); END;
 _POLL_SECONDS = 0.05  # how often a subscriber looks for events written by other processes
 
 
-class SQLiteEventLog(EventLog):
+class SQLiteEventLog(AggregateLog):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,10 +56,29 @@ class SQLiteEventLog(EventLog):
     # -- appending --------------------------------------------------------------------------
 
     def append_sync(self, events: Sequence[Mapping[str, Any]]) -> list[int]:
+        return self._append(events, None, 0)
+
+    def append_if_sync(
+        self, aggregate: Aggregate, expected_version: int, events: Sequence[Mapping[str, Any]]
+    ) -> list[int]:
+        """Append if the aggregate still has `expected_version` events: the count and the
+        insert share one BEGIN IMMEDIATE transaction, so no other writer (thread or
+        process) can slip an event in between."""
+        for event in events:
+            if (event["aggregate"]["kind"], event["aggregate"]["id"]) != aggregate:
+                raise ValueError(f"append_if for {aggregate} got an event of {event['aggregate']}")
+        return self._append(events, aggregate, expected_version)
+
+    def _append(self, events: Sequence[Mapping[str, Any]], aggregate: Aggregate | None,
+                expected_version: int) -> list[int]:
         ids = [e["event_id"] for e in events]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if aggregate is not None:
+                    actual = self._count(aggregate)
+                    if actual != expected_version:
+                        raise ConcurrencyConflict(aggregate, expected_version, actual)
                 known = self._positions_of(ids)
                 fresh: dict[str, Mapping[str, Any]] = {}
                 for event in events:
@@ -79,6 +98,17 @@ class SQLiteEventLog(EventLog):
         known.update({eid: first + i for i, eid in enumerate(fresh)})
         self._notify()
         return [known[eid] for eid in ids]
+
+    def _count(self, aggregate: Aggregate) -> int:
+        return self._db.execute(
+            "SELECT count(*) FROM events WHERE aggregate_id = ? AND aggregate_kind = ?",
+            (aggregate.id, aggregate.kind),
+        ).fetchone()[0]
+
+    async def append_if(
+        self, aggregate: Aggregate, expected_version: int, events: Sequence[Mapping[str, Any]]
+    ) -> list[int]:
+        return await asyncio.to_thread(self.append_if_sync, aggregate, expected_version, events)
 
     def _positions_of(self, ids: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -113,6 +143,18 @@ class SQLiteEventLog(EventLog):
                 (after, limit),
             ).fetchall()
         return [RecordedEvent(position=p, raw=orjson.loads(b)) for p, b in rows]
+
+    def read_aggregate_sync(self, aggregate: Aggregate) -> list[RecordedEvent]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT position, body FROM events WHERE aggregate_id = ? AND aggregate_kind = ?"
+                " ORDER BY position",
+                (aggregate.id, aggregate.kind),
+            ).fetchall()
+        return [RecordedEvent(position=p, raw=orjson.loads(b)) for p, b in rows]
+
+    async def read_aggregate(self, aggregate: Aggregate) -> list[RecordedEvent]:
+        return await asyncio.to_thread(self.read_aggregate_sync, aggregate)
 
     def head_sync(self) -> int:
         with self._lock:

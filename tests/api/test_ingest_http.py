@@ -8,7 +8,7 @@ import pytest
 
 from modeldb.event_schema import encode, uuid7
 from modeldb.writer.sqlite_log import SQLiteEventLog
-from tests.helpers import ServerProcess, every_event_type, run_events, wire
+from tests.helpers import ServerProcess, every_event_type, run_events, ungoverned, wire
 
 
 def log_size(server: ServerProcess) -> int:
@@ -18,7 +18,7 @@ def log_size(server: ServerProcess) -> int:
 
 
 def test_array_and_ndjson_bodies_are_accepted_with_positions(modeldb_server: ServerProcess) -> None:
-    events = every_event_type()
+    events = ungoverned(every_event_type())
     r = httpx.post(f"{modeldb_server.url}/api/v1/events", json=wire(events[:10]))
     assert r.status_code == 202
     assert len(r.json()["positions"]) == 10
@@ -38,7 +38,7 @@ def test_array_and_ndjson_bodies_are_accepted_with_positions(modeldb_server: Ser
 
 @pytest.mark.parametrize("stack", ["embedded"], indirect=True)
 def test_positions_are_the_sqlite_log_order(modeldb_server: ServerProcess) -> None:
-    events = every_event_type()
+    events = ungoverned(every_event_type())
     r = httpx.post(f"{modeldb_server.url}/api/v1/events", json=wire(events))
     assert r.json()["positions"] == list(range(1, len(events) + 1))
     stored = SQLiteEventLog(modeldb_server.home / "events.db").read_sync()
@@ -57,6 +57,19 @@ def test_the_writer_stamps_actor_and_time_whatever_the_client_says(
                                        id=run_id)["history"]
     assert stored["actor"] != "mallory"
     assert not stored["recordedAt"].startswith("1999")
+
+
+def test_registry_events_are_refused_as_raw_events(modeldb_server: ServerProcess) -> None:
+    """Models, deployments and webhooks change only through registry commands, which check
+    them against their history; a raw event would bypass every check."""
+    events = every_event_type()
+    kept = ungoverned(events)
+    governed = [e for e in events if e not in kept]
+    r = httpx.post(f"{modeldb_server.url}/api/v1/events", json=wire([kept[0], governed[0]]))
+    assert r.status_code == 422
+    (error,) = r.json()["errors"]
+    assert error["index"] == 1 and "registry command" in error["error"]
+    assert log_size(modeldb_server) == 0
 
 
 def _good() -> dict:

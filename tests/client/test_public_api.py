@@ -10,6 +10,7 @@ def test_all_is_pinned() -> None:
         "DatasetVersion",
         "InvalidArgument",
         "ModelDBError",
+        "ModelVersion",
         "QueryError",
         "RequestRejected",
         "Run",
@@ -22,7 +23,10 @@ def test_all_is_pinned() -> None:
         "flush",
         "init",
         "log_dataset",
+        "register_model",
         "search_runs",
+        "set_alias",
+        "set_stage",
         "start_run",
     ]
     assert all(hasattr(modeldb, name) for name in modeldb.__all__)

@@ -264,6 +264,8 @@ async def test_every_event_type_gives_its_nodes_and_edges(graph: Harness) -> Non
         Node("registeredmodel:gone", "RegisteredModel", "gone"),
         Node("modelversion:clf/1", "ModelVersion", "clf v1"),
         Node("modelversion:clf/2", "ModelVersion", "clf v2"),
+        Node("environment:prod-eu", "Environment", "prod-eu"),
+        Node("deployment:dep1", "Deployment", "clf v1 @ prod-eu"),
     }
     edges = {
         Edge("experiment:p/e", "project:p", "PART_OF"),
@@ -279,6 +281,8 @@ async def test_every_event_type_gives_its_nodes_and_edges(graph: Harness) -> Non
         Edge("modelversion:clf/1", f"run:{run}", "GENERATED_BY"),
         Edge("modelversion:clf/1", f"artifact:{DIGEST_B}", "DERIVED_FROM"),
         Edge("modelversion:clf/2", "registeredmodel:clf", "VERSION_OF"),
+        Edge("deployment:dep1", "modelversion:clf/1", "USED"),
+        Edge("deployment:dep1", "environment:prod-eu", "PART_OF"),
     }
     assert {e.kind for e in edges} == set(EDGE_KINDS)
     found_nodes, found_edges = await neighbourhood(graph, [n.id for n in nodes])
@@ -288,7 +292,7 @@ async def test_every_event_type_gives_its_nodes_and_edges(graph: Harness) -> Non
     upstream = await graph.lineage("modelversion:clf/1", "UPSTREAM", 10)
     assert ids(upstream) == {n.id for n in nodes} - {
         "project:q", "experiment:p/old", "dataset:tmp", "registeredmodel:gone",
-        "modelversion:clf/2", f"run:{child}"}
+        "modelversion:clf/2", f"run:{child}", "deployment:dep1", "environment:prod-eu"}
     assert upstream.nodes == sorted(upstream.nodes, key=lambda n: n.id)
     assert upstream.edges == sorted(upstream.edges, key=lambda e: (e.source, e.target, e.kind))
 

@@ -52,7 +52,27 @@ async def test_every_event_type_lands_in_every_projection(system: System) -> Non
     (version,) = await rows(system, rm.dataset_versions)
     assert (version.id, version.row_count) == (f"iris@{DIGEST_A}", 150)
     versions = {r.version: (r.stage, r.deleted) for r in await rows(system, rm.model_versions)}
-    assert versions == {1: ("Production", False), 2: ("None", True)}
+    assert versions == {1: ("Staging", False), 2: ("None", True)}
+    transitions = [(r.version, r.from_stage, r.to_stage, r.cause, r.request_id)
+                   for r in await rows(system, rm.model_transitions)]
+    assert sorted(transitions, key=str) == sorted([(1, None, "Production", "direct", None),
+                                                   (1, "Production", "Staging", "approval", "r2")],
+                                                  key=str)
+    requests = {r.request_id: (r.status, r.decided_by, r.to_stage)
+                for r in await rows(system, rm.transition_requests)}
+    assert requests == {"r1": ("rejected", "tester", "Archived"),
+                        "r2": ("approved", "tester", "Staging")}
+    (governance,) = await rows(system, rm.model_governance)
+    assert (governance.lock_level, governance.single_production,
+            governance.approval_required) == ("closed", True, '["Production"]')
+    (model,) = await rows(system, rm.registered_models, rm.registered_models.c.name == "clf")
+    assert (model.description, model.tags) == ("iris classifier", '{"team":"vision"}')
+    (deployment,) = await rows(system, rm.deployments)
+    assert (deployment.model, deployment.version, deployment.environment, deployment.status) == (
+        "clf", 1, "prod-eu", "serving")
+    assert [r.status for r in await rows(system, rm.deployment_history)] != []
+    (environment,) = await rows(system, rm.deploy_environments)
+    assert (environment.stage, environment.location) == ("production", "eu-west-1")
     assert [(a.alias, a.version) for a in await rows(system, rm.model_aliases)] == [("champion", 1)]
     deleted = {r.name for r in await rows(system, rm.registered_models, rm.registered_models.c.deleted)}
     assert deleted == {"gone"}
