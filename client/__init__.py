@@ -1,5 +1,6 @@
-"""ModelDB's SDK: `init`, `start_run`, `run.log_*`, `log_dataset`, `flush`, `search_runs`,
-`autolog`, and the registry: `register_model`, `set_stage`, `set_alias`.
+"""ModelDB's SDK: `init`, `start_run`, `attach_run`, `run.log_*`, `log_dataset`, `flush`,
+`aflush`, `search_runs`, `autolog`, and the registry: `register_model`, `set_stage`,
+`set_alias`.
 
 Logging calls only enqueue; a background worker batches, sends, retries and spools.
 Imports `modeldb.event_schema`; the embedded transport also uses `modeldb.writer`,
@@ -33,7 +34,7 @@ from modeldb._errors import (
     UnsupportedTransport,
 )
 from modeldb._registry import ModelVersion, register_model, set_alias, set_stage
-from modeldb._run import Artifact, Run, active_run, log_dataset, start_run
+from modeldb._run import Artifact, Run, active_run, attach_run, log_dataset, start_run
 from modeldb._search import RunInfo, search_runs
 
 __all__ = [
@@ -51,6 +52,8 @@ __all__ = [
     "TransportError",
     "UnsupportedTransport",
     "active_run",
+    "aflush",
+    "attach_run",
     "autolog",
     "flush",
     "init",
@@ -79,7 +82,9 @@ def init(
     """Choose where events go and which project and experiment new runs belong to.
 
     `url`: `http://host:port` (a ModelDB server), a folder, `file://folder` or
-    `sqlite:///path` (embedded: the SDK appends to `<folder>/events.db` itself), or
+    `sqlite:///path` (embedded: the SDK appends to `<folder>/events.db` itself;
+    `offline:///folder` says the same, and `modeldb sync FOLDER --url URL` uploads it
+    to a server later, exactly once), or
     `kafka://host:port` (straight to the log; queries then need `$MODELDB_API_URL`).
     None: `$MODELDB_URL`, else embedded in
     `$MODELDB_HOME` (default `~/.modeldb`).
@@ -109,6 +114,14 @@ def flush(timeout: float | None = None) -> bool:
     first or the target is unreachable (the events are then safe in the local spool and
     sent when it is back). Interpreter exit does this too, bounded by `exit_timeout`."""
     return _client.flush(timeout)
+
+
+async def aflush(timeout: float | None = None) -> bool:
+    """flush() for asyncio code: waits in a worker thread, so the event loop keeps running.
+    Logging calls need no async twin: they only enqueue and never block."""
+    import asyncio
+
+    return await asyncio.to_thread(_client.flush, timeout)
 
 
 def autolog(frameworks: Sequence[str] | None = None, *, log_models: bool = True,

@@ -10,6 +10,7 @@ for the queue bound.
 from __future__ import annotations
 
 import contextvars
+import logging
 import math
 import mimetypes
 import os
@@ -19,14 +20,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from modeldb import _capture
+from modeldb import _capture, _settings
 from modeldb._batch import ENVIRONMENT
 from modeldb._client import Client, current
 from modeldb._data import DatasetVersion, as_path, fingerprint
 from modeldb._errors import InvalidArgument
 from modeldb.event_schema import uuid7
+
+if TYPE_CHECKING:
+    from modeldb._system import SystemSampler
 
 _time = time.time
 _PER_EVENT = 1000  # ParamsLogged and TagsSet hold at most 1000 keys each
@@ -80,8 +84,8 @@ class Run:
     """One run. Also a context manager: FINISHED on normal exit, FAILED on an exception
     (KILLED on KeyboardInterrupt), and the exception propagates."""
 
-    __slots__ = ("_client", "_ended", "_limit", "_previous", "_put", "_queue", "id", "name",
-                 "source")
+    __slots__ = ("_attached", "_client", "_ended", "_limit", "_previous", "_put", "_queue",
+                 "_sampler", "id", "name", "source")
 
     def __init__(self, client: Client, run_id: str, name: str | None, source: str = "sdk") -> None:
         self.id = run_id
@@ -93,6 +97,8 @@ class Run:
         self._limit = client.max_slots
         self._ended = False
         self._previous: Run | None = None
+        self._sampler: SystemSampler | None = None
+        self._attached = False  # a handle on a run some other process started and ends
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r})"
@@ -187,26 +193,41 @@ class Run:
     # -- the end -----------------------------------------------------------------------------
 
     def end(self, status: RunStatus = "FINISHED") -> None:
-        """Finish the run (once; later calls do nothing)."""
+        """Finish the run (once; later calls do nothing). On a handle from attach_run this
+        only stops this process's logging into it: the run's owner finishes it."""
         if status not in _STATUSES:
             raise InvalidArgument(f"status must be one of {', '.join(_STATUSES)}, not {status!r}")
         if self._ended:
             return
         self._ended = True
-        self._client.emit("RunFinished", self.id, {"status": status,
-                                                   "end_time": datetime.now(UTC)})
+        if self._sampler is not None:  # its last sample lands before RunFinished
+            self._sampler.stop()
+        if not self._attached:
+            self._client.emit("RunFinished", self.id, {"status": status,
+                                                       "end_time": datetime.now(UTC)})
         if _active.get() is self:
             _active.set(self._previous)
 
 
 def start_run(name: str | None = None, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None, parent: Run | str | None = None, *,
-              source: str = "sdk") -> Run:
+              source: str = "sdk", log_system_metrics: bool | None = None,
+              rank: int | None = None) -> Run:
     """Start a run in the configured project and experiment (see init()).
 
     A run is never started implicitly, and `parent` is never guessed: pass the parent
     Run (or its id) to make a child run. `source` says what made the run ("sdk", or
     "autolog:sklearn" for a run autolog started); every event of the run carries it.
+
+    `log_system_metrics` (None: `$MODELDB_SYSTEM_METRICS`, default off) samples CPU,
+    memory, disk, network and GPUs every `$MODELDB_SYSTEM_METRICS_INTERVAL` s (10) as
+    `system/*` metrics until the run ends, and tags the run `system.node` = hostname.
+
+    Distributed training: `rank` (else `$RANK`, as torchrun sets it) with `$WORLD_SIZE`
+    and `$LOCAL_RANK` are recorded as the run's attributes `rank`, `world_size`,
+    `local_rank`. Either every rank starts its own child run of one parent
+    (`start_run(parent=parent_id)`), or rank 0 starts the run and the others log into
+    it with `attach_run(run_id)`.
     """
     client = current()
     if parent is not None and not isinstance(parent, Run | str):
@@ -231,9 +252,68 @@ def start_run(name: str | None = None, params: Mapping[str, Any] | None = None,
         run.log_params(params)
     if tags:
         run.set_tags(tags)
+    _record_rank(client, run, rank)
+    _maybe_sample(run, log_system_metrics)
     run._previous = _active.get()
     _active.set(run)
     return run
+
+
+def attach_run(run_id: str, *, log_system_metrics: bool | None = None) -> Run:
+    """A handle on a run started elsewhere (rank 0 of a distributed job, say): its log_*
+    calls go into that run; it neither starts nor finishes it (end() only stops the
+    handle). It becomes the active run of this context until end(). Ranks that log the
+    same keys into one run collide: prefix them (`loss/rank1`), or give each rank a child
+    run (`start_run(parent=run_id)`), which is also where per-rank system metrics belong."""
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidArgument(f"attach_run needs a run id, not {run_id!r}")
+    run = Run(current(), run_id, None)
+    run._attached = True
+    _maybe_sample(run, log_system_metrics)
+    run._previous = _active.get()
+    _active.set(run)
+    return run
+
+
+def distributed_attributes(rank: int | None = None) -> dict[str, int]:
+    """rank, world_size and local_rank of this process: `rank` or `$RANK`, `$WORLD_SIZE`,
+    `$LOCAL_RANK` (torchrun, torch.distributed.launch, accelerate and SLURM wrappers set
+    them); {} outside distributed training."""
+    found: dict[str, int] = {}
+    for key, env in (("rank", "RANK"), ("world_size", "WORLD_SIZE"), ("local_rank", "LOCAL_RANK")):
+        raw = os.environ.get(env, "").strip()
+        if raw:
+            try:
+                found[key] = int(raw)
+            except ValueError:
+                raise InvalidArgument(f"${env}={raw!r} is not an integer") from None
+    if rank is not None:
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+            raise InvalidArgument(f"rank must be a non-negative int, not {rank!r}")
+        found["rank"] = rank
+    return found if "rank" in found else {}
+
+
+def _record_rank(client: Client, run: Run, rank: int | None) -> None:
+    attributes = distributed_attributes(rank)
+    if attributes:
+        client.emit("AttributesSet", run.id, {"attributes": attributes})
+
+
+def _maybe_sample(run: Run, wanted: bool | None) -> None:
+    if wanted is None:
+        wanted = _settings.SYSTEM_METRICS.get()
+    if not wanted:
+        return
+    from modeldb._system import NODE_TAG, SystemSampler, node_name
+
+    if not run._attached:  # an attached rank must not retag its owner's run
+        run.set_tag(NODE_TAG, node_name())
+    interval = _settings.SYSTEM_METRICS_INTERVAL.get()
+    try:
+        run._sampler = SystemSampler(run, interval).start()
+    except Exception as exc:  # psutil missing or broken: the run goes on without samples
+        logging.getLogger("modeldb").warning("modeldb: no system metrics: %s", exc)
 
 
 def dataset_version(client: Client, name: str | None, data: Any) -> DatasetVersion:

@@ -10,6 +10,8 @@ MODELDB_BATCH_SIZE     events per batch sent
 MODELDB_BATCH_INTERVAL seconds a logged item waits at most before its batch is sent
 MODELDB_RETRY_SECONDS  how long one batch is retried before it is spooled
 MODELDB_HTTP_TIMEOUT   seconds one HTTP request may take
+MODELDB_SYSTEM_METRICS           1/true: runs sample CPU, memory, disk, network, GPU
+MODELDB_SYSTEM_METRICS_INTERVAL  seconds between two samples (default 10)
 """
 
 from __future__ import annotations
@@ -41,6 +43,15 @@ class EnvVar(Generic[T]):
             raise ConfigError(f"{self.name}={raw!r} is not a valid {self.parse.__name__}") from None
 
 
+def flag(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 def _path(raw: str) -> Path:
     return Path(raw).expanduser()
 
@@ -54,6 +65,8 @@ BATCH_SIZE = EnvVar("MODELDB_BATCH_SIZE", int, 1000)
 BATCH_INTERVAL = EnvVar("MODELDB_BATCH_INTERVAL", float, 0.2)
 RETRY_SECONDS = EnvVar("MODELDB_RETRY_SECONDS", float, 4.0)
 HTTP_TIMEOUT = EnvVar("MODELDB_HTTP_TIMEOUT", float, 30.0)
+SYSTEM_METRICS = EnvVar("MODELDB_SYSTEM_METRICS", flag, False)
+SYSTEM_METRICS_INTERVAL = EnvVar("MODELDB_SYSTEM_METRICS_INTERVAL", float, 10.0)
 
 
 def home() -> Path:

@@ -111,8 +111,9 @@ def resolve(url: str | os.PathLike[str] | None) -> Target:
         if not parts.netloc:
             raise ConfigError(f"{text!r} has no host: expected http://host:port")
         return Target("http", text.rstrip("/"))
-    if scheme in ("file", "sqlite"):
+    if scheme in ("file", "sqlite", "offline"):
         # As SQLAlchemy and the writer read them: sqlite:///rel.db, sqlite:////abs/path.db.
+        # offline:///folder is a folder too, named for what it is for: `modeldb sync` later.
         rest = text.split("://", 1)[1]
         path = Path(rest.removeprefix("/") if scheme == "sqlite" else rest or ".")
         return _embedded_file(path) if path.suffix in _LOG_SUFFIXES else _embedded(path)
@@ -120,7 +121,7 @@ def resolve(url: str | os.PathLike[str] | None) -> Target:
         return Target(scheme, text)
     raise ConfigError(
         f"unknown URL scheme {scheme!r} in {text!r}: use http://host:port, a folder, "
-        "sqlite:///path or file://path"
+        "sqlite:///path, file://path or offline://path"
     )
 
 

@@ -176,6 +176,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    from modeldb._sync import sync  # offline logging's upload (see its docstring)
+
+    result = sync(args.folder, args.url, batch_size=args.batch_size)
+    print(f"synced {result.sent} events and {result.artifacts} artifacts to {args.url} "
+          f"(log position {result.position}; {result.skipped} registry events skipped)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modeldb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train a few small real models into ModelDB")
     p.add_argument("--url", default=None, help="server URL or embedded folder")
     p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("sync", help="upload an offline (embedded) folder's log to a server")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--url", required=True, help="the server, http://host:port")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.set_defaults(fn=cmd_sync)
 
     # `modeldb infra …` hands its arguments to the launcher's own parser (see main()).
     sub.add_parser("infra", help="real Kafka, PostgreSQL and Neo4j on loopback: "

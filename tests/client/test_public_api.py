@@ -19,6 +19,8 @@ def test_all_is_pinned() -> None:
         "TransportError",
         "UnsupportedTransport",
         "active_run",
+        "aflush",
+        "attach_run",
         "autolog",
         "flush",
         "init",
