@@ -10,16 +10,16 @@ queries go to the API named by `$MODELDB_API_URL`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from modeldb import _settings
 from modeldb._errors import RequestRejected, ServerUnavailable, UnsupportedTransport
-from modeldb._transports import StoredBlob, Target, Transport, WireEvent, local_user
+from modeldb._transports import SelfWritingTransport, Target, local_user
 
 
-class KafkaTransport(Transport):
+class KafkaTransport(SelfWritingTransport):
     def __init__(self, target: Target, options: _settings.Options) -> None:
         # Only kafka:// users pay for aiokafka and the writer.
         from modeldb.writer import LocalArtifactStore, Writer
@@ -33,17 +33,8 @@ class KafkaTransport(Transport):
         self._store = LocalArtifactStore(Path(artifacts))
         self._api = os.environ.get("MODELDB_API_URL")
 
-    def send(self, events: Sequence[WireEvent], timeout: float | None = None) -> None:
-        from modeldb.event_schema import InvalidBatch
-        from modeldb.writer import BatchTooLarge
-
-        try:
-            stored = self._writer.prepare(list(events), self.actor)
-        except InvalidBatch as exc:
-            raise RequestRejected(422, str(exc), [e.to_dict() for e in exc.errors]) from None
-        except BatchTooLarge as exc:
-            raise RequestRejected(413, str(exc)) from None
-        from modeldb.writer.kafka_log import EventTooLarge
+    def _append(self, stored: list[dict[str, Any]]) -> None:
+        from modeldb.writer.log import EventTooLarge
 
         try:
             self._log.append_sync(stored)
@@ -51,12 +42,6 @@ class KafkaTransport(Transport):
             raise RequestRejected(413, str(exc)) from None
         except (ConnectionError, TimeoutError) as exc:  # the broker is away: retry, then spool
             raise ServerUnavailable(f"{self.url}: {exc}") from exc
-
-    def put_artifact(self, path: Path, digest: str | None) -> StoredBlob:
-        stored = self._store.put_file(path)
-        if digest and digest != stored.digest:
-            raise RequestRejected(422, f"{path} changed while it was stored")
-        return StoredBlob(stored.digest, stored.size, stored.uri)
 
     def query(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
         if not self._api:

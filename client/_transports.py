@@ -144,7 +144,39 @@ def local_user() -> str:
         return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
-class EmbeddedTransport(Transport):
+class SelfWritingTransport(Transport):
+    """A transport where the SDK is its own writer (embedded, kafka://): it validates and
+    stamps events as the server would, appends them to the log, and stores artifacts in a
+    local content-addressed store. Subclasses set `_writer`, `_store` and `actor`, and
+    append a prepared batch in `_append`."""
+
+    _writer: Any
+    _store: Any
+    actor: str
+
+    @abstractmethod
+    def _append(self, stored: list[dict[str, Any]]) -> None: ...
+
+    def send(self, events: Sequence[WireEvent], timeout: float | None = None) -> None:
+        from modeldb.event_schema import InvalidBatch
+        from modeldb.writer import BatchTooLarge
+
+        try:
+            stored = self._writer.prepare(list(events), self.actor)
+        except InvalidBatch as exc:
+            raise RequestRejected(422, str(exc), [e.to_dict() for e in exc.errors]) from None
+        except BatchTooLarge as exc:
+            raise RequestRejected(413, str(exc)) from None
+        self._append(stored)
+
+    def put_artifact(self, path: Path, digest: str | None) -> StoredBlob:
+        stored = self._store.put_file(path)
+        if digest and digest != stored.digest:
+            raise RequestRejected(422, f"{path} changed while it was stored")
+        return StoredBlob(stored.digest, stored.size, stored.uri)
+
+
+class EmbeddedTransport(SelfWritingTransport):
     """The SDK is its own writer: validate, stamp with the local user, append to SQLite."""
 
     local = True
@@ -162,26 +194,11 @@ class EmbeddedTransport(Transport):
         self._writer = Writer(self._log)
         self._store = LocalArtifactStore(target.home / "artifacts")
 
-    def send(self, events: Sequence[WireEvent], timeout: float | None = None) -> None:
-        from modeldb.event_schema import InvalidBatch
-        from modeldb.writer import BatchTooLarge
-
-        try:
-            stored = self._writer.prepare(list(events), self.actor)
-        except InvalidBatch as exc:
-            raise RequestRejected(422, str(exc), [e.to_dict() for e in exc.errors]) from None
-        except BatchTooLarge as exc:
-            raise RequestRejected(413, str(exc)) from None
+    def _append(self, stored: list[dict[str, Any]]) -> None:
         try:
             self._log.append_sync(stored)
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, …
             raise ServerUnavailable(f"cannot append to {self._log.path}: {exc}") from exc
-
-    def put_artifact(self, path: Path, digest: str | None) -> StoredBlob:
-        stored = self._store.put_file(path)
-        if digest and digest != stored.digest:
-            raise RequestRejected(422, f"{path} changed while it was stored")
-        return StoredBlob(stored.digest, stored.size, stored.uri)
 
     def query(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
         try:

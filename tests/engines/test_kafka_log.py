@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from modeldb.projectors.sql_projection import SqlReadModel
 from modeldb.writer.kafka_log import EventLogUnavailable, KafkaEventLog, KafkaSubscription
 from modeldb.writer.log import Batch
 from modeldb.writer.sqlite_log import SQLiteEventLog
-from tests.helpers import free_port, run_events, server_env, wire
+from tests.helpers import run_events, server_env, wire
 
 pytestmark = pytest.mark.engines
 
@@ -418,19 +418,6 @@ async def test_a_killed_projector_resumes_and_applies_everything_once(
         assert await killed.digest() == await sqlite_digest(events, tmp_path / "embedded")
     finally:
         await killed.engine.dispose()
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
-    """A Kafka of this test's own, on free ports, that the test may stop."""
-    home = tmp_path / "infra"
-    monkeypatch.setenv(launcher.PORT_VARS["kafka"], str(free_port()))
-    monkeypatch.setenv(launcher.PORT_VARS["kafka_controller"], str(free_port()))
-    urls = launcher.up(("kafka",), home=home)
-    try:
-        yield urls["MODELDB_EVENT_LOG"], home
-    finally:
-        launcher.down(home, purge=True)
 
 
 @pytest.mark.slow

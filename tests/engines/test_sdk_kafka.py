@@ -4,7 +4,6 @@ PostgreSQL and Neo4j; and nothing lost while the broker is away."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -54,19 +53,6 @@ async def test_the_sdk_logs_straight_to_kafka_and_the_projections_answer(
     assert [p["step"] for p in found["metricHistory"]] == list(range(50))
     assert found["artifacts"] == [{"kind": "model"}]
     assert {"Run", "Experiment", "Project"} <= {n["kind"] for n in result.data["lineage"]["nodes"]}
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
-    """A Kafka of this test's own, on free ports, that the test may stop and start."""
-    home = tmp_path / "infra"
-    monkeypatch.setenv(launcher.PORT_VARS["kafka"], str(free_port()))
-    monkeypatch.setenv(launcher.PORT_VARS["kafka_controller"], str(free_port()))
-    urls = launcher.up(("kafka",), home=home)
-    try:
-        yield urls["MODELDB_EVENT_LOG"], home
-    finally:
-        launcher.down(home, purge=True)
 
 
 @pytest.mark.slow
