@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modeldb._client import current
-from modeldb._errors import QueryError
+from modeldb._errors import ModelDBError, QueryError
 
 # The only query text the SDK sends; field names are part of the public GraphQL contract.
 RUNS_QUERY = """
@@ -74,11 +74,38 @@ def parse_run(node: Mapping[str, Any]) -> RunInfo:
 
 def search_runs(filter: str | None = None, order_by: str | Sequence[str] | None = None,
                 max_results: int = 100, *, project: str | None = None,
-                experiment: str | None = None) -> list[RunInfo]:
+                experiment: str | None = None, as_frame: bool = False) -> Any:
     """Runs matching `filter` (e.g. "metrics.acc > 0.9 and params.lr = '0.01'"), ordered by
     `order_by` (e.g. "metrics.acc DESC"), at most `max_results`; all projects unless
     `project` / `experiment` narrow it. Waits (bounded) for this process's own events first,
-    so a run just logged can be found."""
+    so a run just logged can be found.
+
+    A list of RunInfo; with `as_frame=True` a pandas DataFrame instead (pandas stays
+    optional), one row per run with `run_id`, `name`, `status`, `start_time`, `end_time`
+    and a `params.<key>`, `metrics.<key>`, `tags.<key>` column per key."""
+    runs = _search(filter, order_by, max_results, project, experiment)
+    return _frame(runs) if as_frame else runs
+
+
+def _frame(runs: list[RunInfo]) -> Any:
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ModelDBError("search_runs(as_frame=True) needs pandas: pip install pandas") from exc
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"run_id": run.id, "name": run.name, "status": run.status,
+                               "start_time": run.start_time, "end_time": run.end_time}
+        for scope, values in (("params", run.params), ("metrics", run.metrics),
+                              ("tags", run.tags)):
+            row.update({f"{scope}.{key}": value for key, value in values.items()})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["run_id", "name", "status",
+                                                          "start_time", "end_time"])
+
+
+def _search(filter: str | None, order_by: str | Sequence[str] | None, max_results: int,
+            project: str | None, experiment: str | None) -> list[RunInfo]:
     client = current()
     client.flush(READ_YOUR_WRITES_TIMEOUT)
     orders = [order_by] if isinstance(order_by, str) else list(order_by or []) or None

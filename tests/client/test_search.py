@@ -73,3 +73,17 @@ def test_parse_run_reads_the_contracts_field_names() -> None:
     assert info.end_time is None
     assert math.isnan(info.metrics["loss"]) and info.metrics["acc"] == 1.0
     assert info.params == {"lr": "0.1"} and info.tags == {}
+
+
+def test_search_runs_as_a_data_frame(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")  # pandas is optional for the SDK (in the dev extra)
+    modeldb.init(tmp_path / "home", project="p", experiment="e")
+    for lr in (0.1, 0.01):
+        with modeldb.start_run(params={"lr": lr}, tags={"team": "a"}) as run:
+            run.log_metric("acc", 1 - lr)
+    frame = modeldb.search_runs(order_by="metrics.acc DESC", as_frame=True)
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame["params.lr"]) == ["0.01", "0.1"]
+    assert list(frame["metrics.acc"]) == [0.99, 0.9]
+    assert set(frame["tags.team"]) == {"a"}
+    assert {"run_id", "name", "status", "start_time", "end_time"} <= set(frame.columns)
