@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=500)
     p.set_defaults(fn=cmd_sync)
 
+    from modeldb.ingest_adapters.mlflow_import import add_parsers as add_import_parsers
+
+    add_import_parsers(sub, data_dir)  # `modeldb import mlflow …`
+
     # `modeldb infra …` hands its arguments to the launcher's own parser (see main()).
     sub.add_parser("infra", help="real Kafka, PostgreSQL and Neo4j on loopback: "
                    "up [SERVICE…] | down [--purge] | status [--json] | env", add_help=False)

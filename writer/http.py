@@ -70,6 +70,28 @@ def ingest_router(
             return _error(503, f"event log unavailable, retry later: {exc}")
         return JSONResponse({"positions": positions}, 202)
 
+    @router.post("/lineage", status_code=201)
+    async def post_lineage(request: Request) -> JSONResponse:
+        # OpenLineage RunEvents, as openlineage-python's HTTP transport posts them by default.
+        from modeldb.ingest_adapters.openlineage import MalformedLineage, map_body
+
+        try:
+            body = b"".join([chunk async for chunk in _limited(request, max_body)])
+        except BodyTooLarge:
+            return _error(413, f"request body exceeds {max_body} bytes")
+        try:
+            items = map_body(body, request.headers.get("content-encoding"))
+            await get_writer().ingest(items, actor_of(request), governed=False)
+        except MalformedLineage as exc:
+            return _error(400, f"not an OpenLineage RunEvent: {exc}")
+        except InvalidBatch as exc:
+            return JSONResponse({"error": str(exc), "errors": [e.to_dict() for e in exc.errors]}, 422)
+        except (BatchTooLarge, EventTooLarge) as exc:
+            return _error(413, str(exc))
+        except (ConnectionError, TimeoutError) as exc:
+            return _error(503, f"event log unavailable, retry later: {exc}")
+        return JSONResponse({"event_ids": [e["event_id"] for e in items]}, 201)
+
     @router.post("/artifacts", status_code=201)
     async def upload_artifact(request: Request) -> JSONResponse:
         expected = request.headers.get("x-content-digest")
