@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldb import _settings
-from modeldb._errors import RequestRejected, ServerUnavailable, UnsupportedTransport
+from modeldb._errors import UnsupportedTransport
 from modeldb._transports import SelfWritingTransport, Target, local_user
 
 
@@ -32,16 +32,6 @@ class KafkaTransport(SelfWritingTransport):
         artifacts = os.environ.get("MODELDB_ARTIFACTS") or _settings.home() / "artifacts"
         self._store = LocalArtifactStore(Path(artifacts))
         self._api = os.environ.get("MODELDB_API_URL")
-
-    def _append(self, stored: list[dict[str, Any]]) -> None:
-        from modeldb.writer.log import EventTooLarge
-
-        try:
-            self._log.append_sync(stored)
-        except EventTooLarge as exc:
-            raise RequestRejected(413, str(exc)) from None
-        except (ConnectionError, TimeoutError) as exc:  # the broker is away: retry, then spool
-            raise ServerUnavailable(f"{self.url}: {exc}") from exc
 
     def query(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
         if not self._api:

@@ -12,7 +12,6 @@ import getpass
 import hashlib
 import importlib
 import os
-import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -147,15 +146,12 @@ def local_user() -> str:
 class SelfWritingTransport(Transport):
     """A transport where the SDK is its own writer (embedded, kafka://): it validates and
     stamps events as the server would, appends them to the log, and stores artifacts in a
-    local content-addressed store. Subclasses set `_writer`, `_store` and `actor`, and
-    append a prepared batch in `_append`."""
+    local content-addressed store. Subclasses set `_log`, `_writer`, `_store` and `actor`."""
 
+    _log: Any
     _writer: Any
     _store: Any
     actor: str
-
-    @abstractmethod
-    def _append(self, stored: list[dict[str, Any]]) -> None: ...
 
     def send(self, events: Sequence[WireEvent], timeout: float | None = None) -> None:
         from modeldb.event_schema import InvalidBatch
@@ -167,7 +163,14 @@ class SelfWritingTransport(Transport):
             raise RequestRejected(422, str(exc), [e.to_dict() for e in exc.errors]) from None
         except BatchTooLarge as exc:
             raise RequestRejected(413, str(exc)) from None
-        self._append(stored)
+        from modeldb.writer.log import EventLogUnavailable, EventTooLarge
+
+        try:
+            self._log.append_sync(stored)
+        except EventTooLarge as exc:
+            raise RequestRejected(413, str(exc)) from None
+        except EventLogUnavailable as exc:  # the log is away or locked: retry, then spool
+            raise ServerUnavailable(str(exc)) from exc
 
     def put_artifact(self, path: Path, digest: str | None) -> StoredBlob:
         stored = self._store.put_file(path)
@@ -194,12 +197,6 @@ class EmbeddedTransport(SelfWritingTransport):
         self._writer = Writer(self._log)
         self._store = LocalArtifactStore(target.home / "artifacts")
 
-    def _append(self, stored: list[dict[str, Any]]) -> None:
-        try:
-            self._log.append_sync(stored)
-        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, …
-            raise ServerUnavailable(f"cannot append to {self._log.path}: {exc}") from exc
-
     def query(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
         try:
             from modeldb.infra.embedded import execute_graphql
@@ -225,8 +222,8 @@ class EmbeddedTransport(SelfWritingTransport):
             result = _in_own_loop(service.execute(command, args, who, source="sdk"))
         except CommandRefused as exc:
             raise RequestRejected(exc.status, exc.message, [{"code": exc.code}]) from None
-        except sqlite3.OperationalError as exc:
-            raise ServerUnavailable(f"cannot append to {self._log.path}: {exc}") from exc
+        except ConnectionError as exc:  # EventLogUnavailable: locked past its timeout, disk full
+            raise ServerUnavailable(str(exc)) from exc
         return result.to_dict()
 
     def close(self) -> None:

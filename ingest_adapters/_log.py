@@ -86,6 +86,15 @@ def log_metric_series(run: modeldb.Run, series: Mapping[str, Iterable[Any]]) -> 
             run.log_metric(key, number, step=step)
 
 
+def log_eval_history(run: modeldb.Run, estimator: Any) -> None:
+    """A boosting wrapper's `evals_result_` ({"valid_0": {"logloss": [...]}}, empty without an
+    eval_set) as `<data>-<metric>` series, as the native callbacks name them."""
+    history = getattr(estimator, "evals_result_", None) or {}
+    log_metric_series(run, {f"{data}-{metric}": values
+                            for data, metrics in history.items()
+                            for metric, values in metrics.items()})
+
+
 def log_model(run: modeldb.Run, framework: str, version: str, model: Any,
               save: Callable[[Path], None], filename: str, media_type: str) -> None:
     """`save(path)` writes the model; the file is logged as kind "model" and described in

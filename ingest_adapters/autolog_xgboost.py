@@ -88,11 +88,7 @@ def _fit(original: Any, estimator: Any, *args: Any, **kwargs: Any) -> Any:
             _log.log_training_data(run, FRAMEWORK, features, targets)
         result = original(estimator, *args, **kwargs)
         with _patch.guard(FRAMEWORK):
-            # evals_result(): {"validation_0": {"logloss": [...]}}; empty without eval_set.
-            history = getattr(estimator, "evals_result_", None) or {}
-            _log.log_metric_series(run, {f"{data}-{metric}": values
-                                         for data, metrics in history.items()
-                                         for metric, values in metrics.items()})
+            _log.log_eval_history(run, estimator)
             _log_best(run, estimator.get_booster())
             metrics = autolog_sklearn.training_metrics(estimator, features, targets,
                                                        kwargs.get("sample_weight"))

@@ -24,6 +24,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BadBody(ValueError):
+    """The body is not what the route takes (HTTP 400)."""
+
+
 async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
     # Count while streaming, so an oversize body is refused without being held in memory.
     declared = request.headers.get("content-length")
@@ -47,17 +51,20 @@ def ingest_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
 
-    @router.post("/events", status_code=202)
-    async def post_events(request: Request) -> JSONResponse:
+    async def ingest(
+        request: Request, to_items: Callable[[bytes], list[Any]]
+    ) -> JSONResponse | tuple[list[Any], list[int]]:
+        """Read a size-limited body, turn it into wire events and append them whole: the
+        events and their positions, or the error to answer."""
         try:
             body = b"".join([chunk async for chunk in _limited(request, max_body)])
         except BodyTooLarge:
             return _error(413, f"request body exceeds {max_body} bytes")
         try:
-            items = parse_body(body)
-            if not isinstance(items, list):
-                return _error(400, "body must be a JSON array of events or NDJSON")
+            items = to_items(body)
             positions = await get_writer().ingest(items, actor_of(request), governed=False)
+        except BadBody as exc:
+            return _error(400, str(exc))
         except InvalidBatch as exc:
             status = 400 if any("malformed JSON" in e.reason for e in exc.errors) else 422
             return JSONResponse(
@@ -68,29 +75,36 @@ def ingest_router(
         except (ConnectionError, TimeoutError) as exc:
             # Nothing was acknowledged: the client keeps the batch and retries later.
             return _error(503, f"event log unavailable, retry later: {exc}")
-        return JSONResponse({"positions": positions}, 202)
+        return items, positions
+
+    @router.post("/events", status_code=202)
+    async def post_events(request: Request) -> JSONResponse:
+        def events(body: bytes) -> list[Any]:
+            items = parse_body(body)
+            if not isinstance(items, list):
+                raise BadBody("body must be a JSON array of events or NDJSON")
+            return items
+
+        done = await ingest(request, events)
+        if isinstance(done, JSONResponse):
+            return done
+        return JSONResponse({"positions": done[1]}, 202)
 
     @router.post("/lineage", status_code=201)
     async def post_lineage(request: Request) -> JSONResponse:
         # OpenLineage RunEvents, as openlineage-python's HTTP transport posts them by default.
         from modeldb.ingest_adapters.openlineage import MalformedLineage, map_body
 
-        try:
-            body = b"".join([chunk async for chunk in _limited(request, max_body)])
-        except BodyTooLarge:
-            return _error(413, f"request body exceeds {max_body} bytes")
-        try:
-            items = map_body(body, request.headers.get("content-encoding"))
-            await get_writer().ingest(items, actor_of(request), governed=False)
-        except MalformedLineage as exc:
-            return _error(400, f"not an OpenLineage RunEvent: {exc}")
-        except InvalidBatch as exc:
-            return JSONResponse({"error": str(exc), "errors": [e.to_dict() for e in exc.errors]}, 422)
-        except (BatchTooLarge, EventTooLarge) as exc:
-            return _error(413, str(exc))
-        except (ConnectionError, TimeoutError) as exc:
-            return _error(503, f"event log unavailable, retry later: {exc}")
-        return JSONResponse({"event_ids": [e["event_id"] for e in items]}, 201)
+        def events(body: bytes) -> list[Any]:
+            try:
+                return map_body(body, request.headers.get("content-encoding"))
+            except MalformedLineage as exc:
+                raise BadBody(f"not an OpenLineage RunEvent: {exc}") from None
+
+        done = await ingest(request, events)
+        if isinstance(done, JSONResponse):
+            return done
+        return JSONResponse({"event_ids": [e["event_id"] for e in done[0]]}, 201)
 
     @router.post("/artifacts", status_code=201)
     async def upload_artifact(request: Request) -> JSONResponse:

@@ -45,7 +45,14 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
 from modeldb.event_schema import InvalidEvent, RecordedEvent
-from modeldb.writer.log import Batch, Checkpoint, EventLog, EventTooLarge, Subscription
+from modeldb.writer.log import (
+    Batch,
+    Checkpoint,
+    EventLog,
+    EventLogUnavailable,
+    EventTooLarge,
+    Subscription,
+)
 
 log = logging.getLogger("modeldb.writer.kafka")
 
@@ -59,14 +66,6 @@ JOIN_WAIT = 30.0  # how long a first next_batch waits for the group to hand out 
 _TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 _COMPRESSIONS = {"lz4": has_lz4, "zstd": has_zstd, "snappy": has_snappy, "gzip": lambda: True}
 
-
-
-class EventLogUnavailable(ConnectionError):
-    """The broker did not accept a batch in time; nothing of it may be assumed stored.
-
-    The caller should answer "try again later" (HTTP 503) or spool and retry; a retried
-    batch may end up stored twice, which projections absorb by event_id.
-    """
 
 
 def _unavailable(error: BaseException, what: str) -> EventLogUnavailable:

@@ -25,6 +25,15 @@ def reached(checkpoint: Checkpoint, target: Checkpoint) -> bool:
     return all(checkpoint.get(part, 0) >= position for part, position in target.items())
 
 
+class EventLogUnavailable(ConnectionError):
+    """The log did not take a batch (broker away, database locked past its timeout, disk
+    full); nothing of it may be assumed stored.
+
+    The caller should answer "try again later" (HTTP 503) or spool and retry; a retried
+    batch may end up stored twice, which projections absorb by event_id.
+    """
+
+
 class EventTooLarge(ValueError):
     """One event is larger than the log accepts (Kafka: its max message size)."""
 

@@ -18,7 +18,14 @@ from typing import Any
 import orjson
 
 from modeldb.event_schema import Aggregate, RecordedEvent
-from modeldb.writer.log import AggregateLog, Batch, Checkpoint, ConcurrencyConflict, Subscription
+from modeldb.writer.log import (
+    AggregateLog,
+    Batch,
+    Checkpoint,
+    ConcurrencyConflict,
+    EventLogUnavailable,
+    Subscription,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -71,6 +78,13 @@ class SQLiteEventLog(AggregateLog):
 
     def _append(self, events: Sequence[Mapping[str, Any]], aggregate: Aggregate | None,
                 expected_version: int) -> list[int]:
+        try:
+            return self._append_locked(events, aggregate, expected_version)
+        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, …
+            raise EventLogUnavailable(f"cannot append to {self.path}: {exc}") from exc
+
+    def _append_locked(self, events: Sequence[Mapping[str, Any]], aggregate: Aggregate | None,
+                       expected_version: int) -> list[int]:
         ids = [e["event_id"] for e in events]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")

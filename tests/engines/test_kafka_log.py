@@ -34,8 +34,8 @@ from modeldb.projectors.base import applied_events
 from modeldb.projectors.db import create_engine
 from modeldb.projectors.runtime import ProjectorRuntime
 from modeldb.projectors.sql_projection import SqlReadModel
-from modeldb.writer.kafka_log import EventLogUnavailable, KafkaEventLog, KafkaSubscription
-from modeldb.writer.log import Batch
+from modeldb.writer.kafka_log import KafkaEventLog, KafkaSubscription
+from modeldb.writer.log import Batch, EventLogUnavailable
 from modeldb.writer.sqlite_log import SQLiteEventLog
 from tests.helpers import run_events, server_env, wire
 
