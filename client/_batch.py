@@ -34,7 +34,9 @@ EVENT = 2  # EVENT, type, aggregate_id, payload, occurred_at as epoch seconds
 ENVIRONMENT = 3  # ENVIRONMENT, run_id, occurred_at: captured here, off the caller's thread
 FLUSH = 4  # FLUSH, waiter
 STOP = 5  # STOP, waiter
-SIZE = (6, 5, 5, 3, 2, 2)
+MARKED_EVENT = 6  # as EVENT, then the payload paths marked sensitive
+SIZE = (6, 5, 5, 3, 2, 2, 6)
+MARKERS = (FLUSH, STOP)  # records that are not data but wait for the data before them
 SLOTS_PER_POINT = SIZE[METRIC]  # the queue bound counts values; max_queue counts points
 
 Item = tuple[Any, ...]
@@ -168,11 +170,11 @@ class Batcher:
                 for key, value in values.items():
                     self._point(run_id, {"key": key, "value": value, "step": step,
                                          "timestamp": timestamp})
-            elif kind == EVENT:
-                _, type_, aggregate_id, payload, at = item
+            elif kind in (EVENT, MARKED_EVENT):
+                type_, aggregate_id, payload, at = item[1:5]
                 if type_ != "MetricsLogged" and aggregate_id in self._groups:
                     self._close(aggregate_id)
-                self._event(type_, aggregate_id, payload, at)
+                self._event(type_, aggregate_id, payload, at, item[5] if len(item) > 5 else ())
                 if type_ == "RunFinished":
                     self._sources.pop(aggregate_id, None)
             elif kind == ENVIRONMENT:
@@ -224,13 +226,15 @@ class Batcher:
                               occurred_at=_at(good[0].timestamp / 1000))
         self.events.append(to_wire(event))
 
-    def _event(self, type_: str, aggregate_id: str, payload: dict[str, Any], at: float) -> None:
+    def _event(self, type_: str, aggregate_id: str, payload: dict[str, Any], at: float,
+               sensitive: tuple[str, ...] = ()) -> None:
         source = "sdk"
         # A dataset or model may be named like a run id: only run events take a run's source.
         if aggregate_id in self._sources and event_type(type_).aggregate_kind == "run":
             source = self._sources[aggregate_id]
         try:
-            event = new_event(type_, aggregate_id, payload, source=source, occurred_at=_at(at))
+            event = new_event(type_, aggregate_id, payload, source=source, occurred_at=_at(at),
+                              sensitive=sensitive)
         except ValidationError as exc:
             why = _reason(exc)
             self._on_invalid(

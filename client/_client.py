@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldb import _settings
-from modeldb._batch import EVENT, FLUSH, SLOTS_PER_POINT, Batcher, Item, take
+from modeldb._batch import EVENT, FLUSH, MARKED_EVENT, MARKERS, SLOTS_PER_POINT, Batcher, Item, take
 from modeldb._data import file_digest
 from modeldb._errors import ConfigError, RequestRejected, ServerUnavailable, TransportError
 from modeldb._spool import Spool
@@ -57,8 +57,12 @@ class Client:
             self.spill(everything=self.closed)
 
     def emit(self, type_: str, aggregate_id: str, payload: dict[str, Any],
-             at: float | None = None) -> None:
-        self.put((EVENT, type_, aggregate_id, payload, time.time() if at is None else at))
+             at: float | None = None, sensitive: tuple[str, ...] = ()) -> None:
+        at = time.time() if at is None else at
+        if sensitive:
+            self.put((MARKED_EVENT, type_, aggregate_id, payload, at, sensitive))
+        else:
+            self.put((EVENT, type_, aggregate_id, payload, at))
 
     def spill(self, everything: bool = False) -> None:
         """Move the oldest queued records to the spool, in this thread: the queue stays
@@ -76,7 +80,7 @@ class Client:
                 if not records:
                     break
                 for record in records:
-                    if record[0] >= FLUSH:
+                    if record[0] in MARKERS:
                         markers.append(record)
                         continue
                     batch.add(record, 0.0)

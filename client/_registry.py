@@ -99,3 +99,11 @@ def set_alias(name: str, alias: str, version: int | str | ModelVersion) -> Model
     number = _number(version)
     answer = _command("set_alias", {"name": name, "alias": alias, "version": number})
     return _version_of(answer, number)
+
+
+def redact_run(run: Run | str, reason: str) -> list[str]:
+    """Erase the values `run` logged with `sensitive=True`: its data keys are destroyed, so
+    every projection and answer shows a redaction marker instead (needs the admin role).
+    The redaction itself (who, when, why) stays in the audit trail. The paths erased."""
+    run_id = run.id if isinstance(run, Run) else run
+    return list(_command("redact_run", {"run_id": run_id, "reason": reason})["result"]["redacted"])

@@ -15,7 +15,7 @@ import math
 import mimetypes
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,20 +135,29 @@ class Run:
 
     # -- params, tags ------------------------------------------------------------------------
 
-    def log_param(self, key: str, value: Any) -> None:
-        self.log_params({key: value})
+    def log_param(self, key: str, value: Any, *, sensitive: bool = False) -> None:
+        self.log_params({key: value}, sensitive=sensitive)
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        """Params are immutable once set; values other than str/int/float/bool become str."""
-        for chunk in _chunks({k: _scalar(v) for k, v in params.items()}):
-            self._client.emit("ParamsLogged", self.id, {"params": chunk})
+    def log_params(self, params: Mapping[str, Any], *, sensitive: bool | Iterable[str] = False) -> None:
+        """Params are immutable once set; values other than str/int/float/bool become str.
 
-    def set_tag(self, key: str, value: Any) -> None:
-        self.set_tags({key: value})
+        `sensitive` (True, or the keys that are): those values are stored encrypted with a
+        key of this run, so `modeldb redact` can erase them later (crypto-shredding)."""
+        self._emit_values("ParamsLogged", "params", {k: _scalar(v) for k, v in params.items()},
+                          sensitive)
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        for chunk in _chunks({k: str(v) for k, v in tags.items()}):
-            self._client.emit("TagsSet", self.id, {"tags": chunk})
+    def set_tag(self, key: str, value: Any, *, sensitive: bool = False) -> None:
+        self.set_tags({key: value}, sensitive=sensitive)
+
+    def set_tags(self, tags: Mapping[str, Any], *, sensitive: bool | Iterable[str] = False) -> None:
+        self._emit_values("TagsSet", "tags", {k: str(v) for k, v in tags.items()}, sensitive)
+
+    def _emit_values(self, type_: str, field: str, values: dict[str, Any],
+                     sensitive: bool | Iterable[str]) -> None:
+        marked = set(values) if sensitive is True else set(sensitive or ())
+        for chunk in _chunks(values):
+            paths = tuple(f"{field}.{k}" for k in chunk if k in marked)
+            self._client.emit(type_, self.id, {field: chunk}, sensitive=paths)
 
     def delete_tag(self, key: str) -> None:
         self._client.emit("TagsDeleted", self.id, {"keys": [key]})

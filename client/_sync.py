@@ -22,7 +22,7 @@ from typing import Any
 from modeldb import _settings
 from modeldb._errors import ConfigError
 from modeldb._transports import Transport, resolve
-from modeldb.event_schema.types import GOVERNED_KINDS
+from modeldb.event_schema.types import GOVERNED_KINDS, GOVERNED_TYPES
 
 CURSOR_FILE = "sync-cursors.json"
 _ARTIFACT_URI = "modeldb://artifacts/"
@@ -69,6 +69,20 @@ def _artifact_digests(value: Any) -> Iterator[str]:
             yield from _artifact_digests(item)
 
 
+def _revealed(home: Path, raws: list[Any]) -> list[Any]:
+    """Sensitive values are sealed with this folder's keys, which the server does not hold:
+    send them in clear, still marked, for the server to seal with its own (over TLS in
+    production). Values redacted here go as their markers."""
+    if not any(raw.get("sensitive") for raw in raws):
+        return raws
+    from modeldb.writer.keys import server_key
+    from modeldb.writer.vault import SqliteKeyStore, Vault
+
+    vault = Vault(SqliteKeyStore(home / "keys.db"),
+                  server_key(home, os.environ.get("MODELDB_SERVER_KEY") or None))
+    return vault.reveal_sync(raws)
+
+
 def sync(folder: str | os.PathLike[str], url: str, *, batch_size: int = 500,
          max_batches: int | None = None, transport: Transport | None = None) -> SyncResult:
     """Send what `folder`'s log holds past this URL's cursor; see the module docstring.
@@ -100,9 +114,8 @@ def sync(folder: str | os.PathLike[str], url: str, *, batch_size: int = 500,
             if not recorded:
                 return SyncResult(sent, uploaded, skipped, position, True)
             events = []
-            for item in recorded:
-                raw = item.raw
-                if raw["aggregate"]["kind"] in GOVERNED_KINDS:
+            for raw in _revealed(home, [item.raw for item in recorded]):
+                if raw["aggregate"]["kind"] in GOVERNED_KINDS or raw["type"] in GOVERNED_TYPES:
                     skipped += 1
                     continue
                 for digest in _artifact_digests(raw.get("payload")):

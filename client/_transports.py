@@ -156,13 +156,17 @@ class SelfWritingTransport(Transport):
     def send(self, events: Sequence[WireEvent], timeout: float | None = None) -> None:
         from modeldb.event_schema import InvalidBatch
         from modeldb.writer import BatchTooLarge
+        from modeldb.writer.vault import VaultUnavailable
 
         try:
             stored = self._writer.prepare(list(events), self.actor)
+            self._writer.seal_sync(stored)
         except InvalidBatch as exc:
             raise RequestRejected(422, str(exc), [e.to_dict() for e in exc.errors]) from None
         except BatchTooLarge as exc:
             raise RequestRejected(413, str(exc)) from None
+        except VaultUnavailable as exc:
+            raise ServerUnavailable(str(exc)) from exc
         from modeldb.writer.log import EventLogUnavailable, EventTooLarge
 
         try:
@@ -187,14 +191,19 @@ class EmbeddedTransport(SelfWritingTransport):
     def __init__(self, target: Target, options: _settings.Options) -> None:
         # The writer pulls in sqlite and the artifact store: only embedded users pay for them.
         from modeldb.writer import LocalArtifactStore, Writer
+        from modeldb.writer.keys import server_key
         from modeldb.writer.sqlite_log import SQLiteEventLog
+        from modeldb.writer.vault import SqliteKeyStore, Vault
 
         assert target.home is not None and target.log_path is not None
         self.url = target.url
         self.home = target.home
         self.actor = local_user()
         self._log = SQLiteEventLog(target.log_path)
-        self._writer = Writer(self._log)
+        # The same keys and server key as `modeldb serve` on this home (infra.settings).
+        vault = Vault(SqliteKeyStore(target.home / "keys.db"),
+                      server_key(target.home, os.environ.get("MODELDB_SERVER_KEY") or None))
+        self._writer = Writer(self._log, vault=vault)
         self._store = LocalArtifactStore(target.home / "artifacts")
 
     def query(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from modeldb._batch import FLUSH, STOP, Batcher, Wire, take
+from modeldb._batch import MARKERS, STOP, Batcher, Wire, take
 from modeldb._errors import RequestRejected, ServerUnavailable
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class Worker:
             records = take(queue, DRAIN_MAX)
         stop = False
         for item in records:
-            if item[0] < FLUSH:
+            if item[0] not in MARKERS:
                 batch.add(item, time.monotonic())
                 if batch.full():
                     self._ship()

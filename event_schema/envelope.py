@@ -68,6 +68,8 @@ class Event:
     source: str = "sdk"
     recorded_at: datetime | None = None
     actor: str | None = None
+    # Payload paths ("params.email") whose values are sealed in the log (writer/vault.py).
+    sensitive: tuple[str, ...] = ()
 
     def stamped(self, actor: str, recorded_at: datetime | None = None) -> Event:
         """The writer's copy: actor and recorded_at come from the server, never the client."""
@@ -81,6 +83,7 @@ class Event:
             source=self.source,
             recorded_at=recorded_at or datetime.now(UTC),
             actor=actor,
+            sensitive=self.sensitive,
         )
 
 
@@ -115,6 +118,7 @@ def new_event(
     source: str = "sdk",
     occurred_at: datetime | None = None,
     event_id: str | None = None,
+    sensitive: tuple[str, ...] = (),
 ) -> Event:
     """Build a validated event of the current schema version of `type`."""
     from modeldb.event_schema.types import event_type
@@ -129,4 +133,5 @@ def new_event(
         occurred_at=occurred_at or datetime.now(UTC),
         schema_version=spec.version,
         source=source,
+        sensitive=tuple(sensitive),
     )

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldb.event_schema.sensitive import MAX_SENSITIVE_PATHS, SENSITIVE_CONTAINERS
 from modeldb.event_schema.types import EVENT_TYPES
+
+
+def _sensitive(type_name: str) -> dict[str, Any]:
+    container = SENSITIVE_CONTAINERS.get(type_name)
+    if container is None:
+        return {}
+    return {"sensitive": {
+        "type": "array", "maxItems": MAX_SENSITIVE_PATHS,
+        "description": "payload paths whose values the writer stores encrypted",
+        "items": {"type": "string", "pattern": f"^{container}\\..+$"}}}
 
 
 def json_schema() -> dict[str, Any]:
@@ -38,6 +49,7 @@ def json_schema() -> dict[str, Any]:
                 "actor": {"type": ["string", "null"]},
                 "source": {"type": "string", "minLength": 1, "maxLength": 100},
                 "payload": {"$ref": f"#/$defs/{spec.name}Payload"},
+                **_sensitive(spec.name),
             },
         })
     return {

@@ -37,6 +37,9 @@ class Projection(ABC):
     """A consumer of the log that maintains one read model."""
 
     name: str
+    # False: sensitive values arrive decrypted, or as redaction markers (writer/vault.py).
+    # True: exactly as the log holds them (the audit store hashes that form).
+    reads_sealed: bool = False
 
     @abstractmethod
     async def setup(self) -> None:

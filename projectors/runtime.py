@@ -7,8 +7,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from modeldb.event_schema import RecordedEvent
 from modeldb.projectors.base import Projection
-from modeldb.writer.log import Checkpoint, EventLog, Subscription, reached
+from modeldb.writer.log import Batch, Checkpoint, EventLog, Subscription, reached
+from modeldb.writer.vault import Vault
 
 log = logging.getLogger("modeldb.projectors")
 
@@ -21,9 +23,13 @@ class ProjectorRuntime:
         *,
         batch_size: int = 5000,
         max_wait: float = 0.2,
+        reveal: Vault | None = None,
     ):
         self.log = log
         self.projection = projection
+        # Projections see sensitive values decrypted (or redacted); the audit store keeps
+        # what the log holds, so its hashes never depend on a key.
+        self.vault = None if projection.reads_sealed else reveal
         self.batch_size = batch_size
         self.max_wait = max_wait
         self.checkpoint: Checkpoint = {}
@@ -37,13 +43,21 @@ class ProjectorRuntime:
             return 0
         # A batch without events can still move the checkpoint (past Kafka's transaction
         # markers or dead-lettered records): store that too, or waiters never see the head.
-        await self.projection.apply(batch)
+        await self.projection.apply(await self._revealed(batch))
         await subscription.commit(batch)
         self.checkpoint = {**self.checkpoint, **batch.checkpoint}
         self.applied += len(batch.events)
         async with self._progress:
             self._progress.notify_all()
         return len(batch.events)
+
+    async def _revealed(self, batch: Batch) -> Batch:
+        if self.vault is None or not any(e.raw.get("sensitive") for e in batch.events):
+            return batch
+        raws = await self.vault.reveal([e.raw for e in batch.events])
+        events = [RecordedEvent(e.position, raw, e.partition)
+                  for e, raw in zip(batch.events, raws, strict=True)]
+        return Batch(events, batch.checkpoint)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the log until `stop` is set; a failing batch is retried, never skipped."""

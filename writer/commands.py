@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from modeldb.event_schema import Aggregate, Event, RecordedEvent, decode, new_event, to_wire
 from modeldb.writer import deployments as dep
+from modeldb.writer import redaction
 from modeldb.writer import registry as reg
 from modeldb.writer.log import AggregateStore, ConcurrencyConflict, EventLog
 from modeldb.writer.registry import CommandRefused, Conflict, Decision, Principal
@@ -54,6 +55,9 @@ class Command:
     decide: Callable[[Any, Any, Principal, Reads, CommandService], Decision]
     reads: Callable[[Any], list[Aggregate]] = field(default=lambda _a: [])
     help: str = ""
+    # What must happen once the command's events are in the log (or were already there):
+    # its answer is merged into the result.
+    after: Callable[[Any, CommandService], Awaitable[dict[str, Any]]] | None = None
 
 
 def _by_name(a: Any) -> str:
@@ -127,6 +131,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             _register_webhook, help="POST registry events to a URL, signed (answers the secret)"),
     Command("delete_webhook", dep.WebhookArgs, "webhook", lambda a: a.webhook_id,
             _plain(dep.delete_webhook)),
+    Command("redact_run", redaction.RedactRun, "run", lambda a: a.run_id, redaction.redact_run,
+            after=redaction.destroy_keys,
+            help=f"erase a run's sensitive values: destroy its data keys (needs {reg.ADMIN_ROLE})"),
 ]}
 
 
@@ -193,7 +200,8 @@ class CommandService:
             reads = {a: fold(a, await self.store.read_aggregate(a)) for a in spec.reads(parsed)}
             decision = spec.decide(state, parsed, principal, reads, self)
             if not decision.events:  # already so: nothing to append
-                return CommandResult(command, aggregate, revision, [], [], decision.result,
+                return CommandResult(command, aggregate, revision, [], [],
+                                     await self._after(spec, parsed, decision.result),
                                      state.to_dict() if hasattr(state, "to_dict") else {})
             try:
                 wire = [to_wire(new_event(type_, aggregate.id, payload, source=source))
@@ -212,9 +220,14 @@ class CommandService:
             state = FOLDS[aggregate.kind](aggregate.id, [r.event for r in records]
                                           + [decode(raw) for raw in stored])
             return CommandResult(command, aggregate, revision + len(stored), positions, stored,
-                                 decision.result, state.to_dict())
+                                 await self._after(spec, parsed, decision.result),
+                                 state.to_dict() if hasattr(state, "to_dict") else {})
         raise Conflict(f"{aggregate.kind} {aggregate.id!r} is changing too fast: gave up after "
                        f"{self.max_attempts} attempts")
+
+
+    async def _after(self, spec: Command, args: Any, result: dict[str, Any]) -> dict[str, Any]:
+        return {**result, **await spec.after(args, self)} if spec.after is not None else result
 
 
 def _errors(exc: ValidationError) -> str:

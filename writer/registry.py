@@ -253,16 +253,25 @@ class RunFacts:
     run_id: str
     exists: bool = False
     artifacts: dict[str, tuple[str, str]] = field(default_factory=dict)  # name → (digest, uri)
+    # For a redaction: every sealed value the run's events hold (path → token), and the
+    # data keys already declared destroyed.
+    sealed: dict[str, list[str]] = field(default_factory=dict)
+    redacted_keys: set[str] = field(default_factory=set)
 
     @classmethod
     def fold(cls, run_id: str, events: Iterable[Event]) -> RunFacts:
         facts = cls(run_id)
         for e in events:
+            p: Any = e.payload
             if e.type == "RunStarted":
                 facts.exists = True
             elif e.type == "ArtifactLogged":
-                p: Any = e.payload
                 facts.artifacts[p.name] = (p.digest, p.uri)
+            elif e.type == "ValuesRedacted":
+                facts.redacted_keys.update(p.key_ids)
+            for path in e.sensitive:
+                container, key = path.split(".", 1)
+                facts.sealed.setdefault(path, []).append(getattr(p, container)[key])
         return facts
 
 
