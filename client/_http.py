@@ -14,6 +14,7 @@ from modeldb import _settings
 from modeldb._data import file_digest
 from modeldb._errors import QueryError, RequestRejected, ServerUnavailable
 from modeldb._transports import StoredBlob, Target, Transport, WireEvent, unwrap_graphql
+from modeldb._upload import ResumableUploader
 
 # The statuses that mean "this batch is wrong": sending it again cannot help. Any other
 # 4xx (401, 403, 404 …) says the client or server is misconfigured, which a person can fix,
@@ -29,8 +30,11 @@ class HttpTransport(Transport):
         self._http = httpx.Client(
             base_url=target.url,
             timeout=httpx.Timeout(options.http_timeout, connect=min(5.0, options.http_timeout)),
-            headers={"user-agent": "modeldb-python"},
+            headers=_headers(_settings.TOKEN.get()),
         )
+        self._upload_threshold = options.upload_threshold
+        self.uploads = ResumableUploader(self._http, target.url, options.upload_chunk,
+                                         options.http_timeout)
 
     def _post(self, path: str, timeout: float | None, **kwargs: Any) -> httpx.Response:
         limit = self._timeout if timeout is None else max(0.05, min(timeout, self._timeout))
@@ -59,6 +63,9 @@ class HttpTransport(Transport):
     def put_artifact(self, path: Path, digest: str | None) -> StoredBlob:
         if digest is None:
             digest = file_digest(path)
+        size = path.stat().st_size
+        if size >= self._upload_threshold:  # large: chunked, resumable, deduped before sending
+            return self.uploads.upload(path, digest, size)
         response = self._post(
             "/api/v1/artifacts",
             None,
@@ -100,6 +107,13 @@ class HttpTransport(Transport):
 
     def close(self) -> None:
         self._http.close()
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    headers = {"user-agent": "modeldb-python"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return headers
 
 
 def _error_of(response: httpx.Response) -> tuple[str, list[dict[str, Any]]]:

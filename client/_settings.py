@@ -10,6 +10,10 @@ MODELDB_BATCH_SIZE     events per batch sent
 MODELDB_BATCH_INTERVAL seconds a logged item waits at most before its batch is sent
 MODELDB_RETRY_SECONDS  how long one batch is retried before it is spooled
 MODELDB_HTTP_TIMEOUT   seconds one HTTP request may take
+MODELDB_TOKEN          the API token sent as `Authorization: Bearer …` (servers in token mode)
+MODELDB_UPLOAD_THRESHOLD  artifact files of this many bytes or more go up as resumable,
+                          chunked uploads (default 8 MiB)
+MODELDB_UPLOAD_CHUNK      bytes per chunk of a resumable upload (default 8 MiB)
 MODELDB_SYSTEM_METRICS           1/true: runs sample CPU, memory, disk, network, GPU
 MODELDB_SYSTEM_METRICS_INTERVAL  seconds between two samples (default 10)
 """
@@ -65,6 +69,10 @@ BATCH_SIZE = EnvVar("MODELDB_BATCH_SIZE", int, 1000)
 BATCH_INTERVAL = EnvVar("MODELDB_BATCH_INTERVAL", float, 0.2)
 RETRY_SECONDS = EnvVar("MODELDB_RETRY_SECONDS", float, 4.0)
 HTTP_TIMEOUT = EnvVar("MODELDB_HTTP_TIMEOUT", float, 30.0)
+TOKEN = EnvVar[str | None]("MODELDB_TOKEN", str.strip, None)
+UPLOAD_THRESHOLD = EnvVar("MODELDB_UPLOAD_THRESHOLD", int, 8 * 1024 * 1024)
+UPLOAD_CHUNK = EnvVar("MODELDB_UPLOAD_CHUNK", int, 8 * 1024 * 1024)
+MAX_UPLOAD_CHUNK = 64 * 1024 * 1024  # what the server takes in one request
 SYSTEM_METRICS = EnvVar("MODELDB_SYSTEM_METRICS", flag, False)
 SYSTEM_METRICS_INTERVAL = EnvVar("MODELDB_SYSTEM_METRICS_INTERVAL", float, 10.0)
 
@@ -88,6 +96,8 @@ class Options:
     points_per_event: int = 1000
     # A batch carries at most this many metric points, which keeps a request near 8 MB.
     points_per_batch: int = 100_000
+    upload_threshold: int = 8 * 1024 * 1024
+    upload_chunk: int = 8 * 1024 * 1024
 
     @classmethod
     def load(cls, **overrides: Any) -> Options:
@@ -99,6 +109,8 @@ class Options:
             batch_interval=BATCH_INTERVAL.get(),
             retry_seconds=RETRY_SECONDS.get(),
             http_timeout=HTTP_TIMEOUT.get(),
+            upload_threshold=UPLOAD_THRESHOLD.get(),
+            upload_chunk=UPLOAD_CHUNK.get(),
         )
         known = {f.name for f in fields(cls)}
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -112,4 +124,7 @@ class Options:
             raise ConfigError("max_queue and batch_size must be at least 1")
         if min(options.exit_timeout, options.batch_interval, options.retry_seconds) < 0:
             raise ConfigError("exit_timeout, batch_interval and retry_seconds cannot be negative")
+        if not 0 < options.upload_chunk <= MAX_UPLOAD_CHUNK or options.upload_threshold < 0:
+            raise ConfigError(f"upload_chunk must be 1 to {MAX_UPLOAD_CHUNK} bytes and "
+                              "upload_threshold at least 0")
         return options
