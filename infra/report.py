@@ -1,11 +1,13 @@
-"""`modeldb audit ID`: one entity's history with who, when and from where, and its
-upstream lineage, as Markdown or JSON. For a registered model or a model version also every
-stage transition (who moved it, who requested and who approved it, with their comments),
-the requests, and the version's deployments, all folded from the model's own events."""
+"""`modeldb audit ID [--at TIME] [--format md|json|html]`: one entity's history with who,
+when and from where, and its upstream lineage as it stood then, as Markdown, JSON or
+self-contained HTML. For a registered model or a model version also every stage
+transition (who moved it, who requested and who approved it, with their comments), the
+requests, and the version's deployments, all folded from the model's own events."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -13,6 +15,8 @@ import orjson
 from modeldb.event_schema import decode
 from modeldb.event_schema.nodes import aggregate_of, node_id, parse_node_id
 from modeldb.infra.system import System
+from modeldb.projectors.audit import AuditStore, audit_events
+from modeldb.projectors.lineage_memory import LINEAGE_EVENT_TYPES, MemoryGraph
 from modeldb.writer.deployments import DeploymentState
 from modeldb.writer.registry import ModelAggregate
 
@@ -23,29 +27,70 @@ _KIND = {"RegisteredModel": "model", "ModelVersion": "model", "Environment": "en
          "DatasetVersion": "dataset", "Run": "run", "Experiment": "experiment"}
 
 
-async def audit_report(system: System, entity: str, fmt: str = "md") -> str:
+FORMATS = ("md", "json", "html")
+UPSTREAM_DEPTH = 10
+
+
+async def audit_report(system: System, entity: str, fmt: str = "md", at: datetime | None = None) -> str:
+    """The report as of `at` (default now): the events recorded until then, and the upstream
+    lineage as it stood then — rebuilt from the audit store's events up to `at`, through the
+    same `graph_changes` as the graph projection (without `at`, the live graph, which is the
+    same thing for the whole log)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     kind, ident = parse_node_id(entity)
-    events = await system.audit.history(aggregate_of(entity), kind=_KIND.get(kind))
+    events = await system.audit.readable_history(aggregate_of(entity), kind=_KIND.get(kind), until=at)
     if kind == "ModelVersion":  # the model's own events, and those about this version
         number = ident.rsplit("/", 1)[-1]
         events = [e for e in events if str(e["payload"].get("version", number)) == number]
-    lineage = await system.graph.lineage(node_id(kind, ident), "UPSTREAM", 10)
+    start = node_id(kind, ident)
+    if at is None:
+        lineage = await system.graph.lineage(start, "UPSTREAM", UPSTREAM_DEPTH)
+        source = "the lineage graph now"
+    else:
+        lineage = await (await lineage_as_of(system.audit, at)).lineage(start, "UPSTREAM", UPSTREAM_DEPTH)
+        source = f"rebuilt from the events recorded up to {at.isoformat()}"
     report: dict[str, Any] = {
-        "entity": node_id(kind, ident),
+        "entity": start,
+        "as_of": at.isoformat() if at else None,
         "events": [{k: e[k] for k in ("event_id", "type", "recorded_at", "occurred_at",
                                       "actor", "source", "payload")} for e in events],
-        "upstream": {"nodes": [n.__dict__ for n in lineage.nodes],
+        "upstream": {"source": source, "depth": UPSTREAM_DEPTH,
+                     "nodes": [n.__dict__ for n in lineage.nodes],
                      "edges": [e.__dict__ for e in lineage.edges]},
     }
     if kind in ("RegisteredModel", "ModelVersion"):
-        report.update(await _registry_sections(system, kind, ident, events))
+        report.update(await _registry_sections(system, kind, ident, events, at))
     if fmt == "json":
         return orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
+    if fmt == "html":
+        from modeldb.infra.report_html import render_html
+
+        return render_html(report)
     return _markdown(report, lineage.edges)
 
 
+async def lineage_as_of(audit: AuditStore, at: datetime) -> MemoryGraph:
+    """The lineage graph as it was at `at`: the lineage-bearing events recorded until then
+    (streamed from the audit store, metric batches never read), replayed in memory."""
+    from sqlalchemy import select
+
+    t = audit_events
+    query = (select(t.c.body)
+             .where(t.c.duplicate.is_(False), t.c.recorded_at <= at.isoformat(),
+                    t.c.type.in_(LINEAGE_EVENT_TYPES))
+             .order_by(t.c.recorded_at, t.c.partition, t.c.position))
+    async with audit.engine.connect() as conn:
+        result = await conn.stream(query)
+        raw = [orjson.loads(body) async for (body,) in result]
+    vault = getattr(audit, "vault", None)
+    if vault is not None:  # sensitive values as readers get them (decrypted or redacted)
+        raw = [dict(e) for e in await vault.reveal(raw)]
+    return MemoryGraph.of_events(decode(e) for e in raw)
+
+
 async def _registry_sections(system: System, kind: str, ident: str,
-                             events: list[dict[str, Any]]) -> dict[str, Any]:
+                             events: list[dict[str, Any]], at: datetime | None) -> dict[str, Any]:
     name = aggregate_of(node_id(kind, ident))
     model = ModelAggregate.fold(name, (decode(e) for e in events))
     version = int(ident.rsplit("/", 1)[1]) if kind == "ModelVersion" else None
@@ -57,11 +102,12 @@ async def _registry_sections(system: System, kind: str, ident: str,
         "lock": {"level": model.lock, "role": model.lock_role},
     }
     if version is not None:
-        sections["deployments"] = await _deployments(system, name, version)
+        sections["deployments"] = await _deployments(system, name, version, at)
     return sections
 
 
-async def _deployments(system: System, model: str, version: int) -> list[dict[str, Any]]:
+async def _deployments(system: System, model: str, version: int,
+                       at: datetime | None) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
     from modeldb.projectors import read_model as rm
@@ -73,7 +119,9 @@ async def _deployments(system: System, model: str, version: int) -> list[dict[st
             .order_by(rm.deployments.c.created_at))]
     found = []
     for deployment_id in ids:  # from the deployments' own events, like the rest of the report
-        history = await system.audit.history(deployment_id, kind="deployment")
+        history = await system.audit.history(deployment_id, kind="deployment", until=at)
+        if not history:
+            continue  # recorded after `at`
         state = DeploymentState.fold(deployment_id, (decode(e) for e in history))
         found.append({"id": deployment_id, "environment": state.environment,
                       "status": state.status, "history": state.history})
@@ -88,7 +136,8 @@ def _short(value: Any, width: int = 120) -> str:
 
 def _markdown(report: dict[str, Any], edges: Any) -> str:
     events = report["events"]
-    lines = [f"# Audit report: {report['entity']}", "", f"{len(events)} event(s).", "",
+    as_of = f" as of {report['as_of']}" if report.get("as_of") else ""
+    lines = [f"# Audit report: {report['entity']}", "", f"{len(events)} event(s){as_of}.", "",
              "| recorded at | actor | source | event | details |", "| --- | --- | --- | --- | --- |"]
     for e in events:
         lines.append(f"| {e['recorded_at']} | {e['actor']} | {e['source']} | {e['type']} | "
@@ -125,6 +174,7 @@ def _markdown(report: dict[str, Any], edges: Any) -> str:
             lines.append(f"- {d['id']} in **{d['environment']}**: {d['status']} ({steps})")
         if not report["deployments"]:
             lines.append("(none)")
-    lines += ["", "## Upstream lineage", ""]
+    lines += ["", "## Upstream lineage", "", f"({report['upstream']['source']}, "
+              f"{report['upstream']['depth']} hops)", ""]
     lines += [f"- {e.source} **{e.kind}** {e.target}" for e in edges] or ["(none)"]
     return "\n".join(lines)
