@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench [--quick]`."""
+"""Run the benchmarks: `python -m bench [--quick] [--engines] [--no-mlflow]`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import platform
 import time
 from pathlib import Path
 
-from bench import pipeline
+from bench import client_overhead, pipeline
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -24,11 +24,14 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--quick", action="store_true", help="small sizes, a minute or so")
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     parser.add_argument("--engines", action="store_true",
                         help="also through Kafka, PostgreSQL and Neo4j (started if needed)")
+    parser.add_argument("--no-mlflow", dest="mlflow", action="store_false",
+                        help="skip the comparison with MLflow (bench/mlflow_compare.py)")
     args = parser.parse_args()
     rows = pipeline.run(quick=args.quick)
+    rows += client_overhead.run(quick=args.quick)  # what tracking costs the training code
     if args.engines:
         from bench import engines
 
@@ -42,6 +45,11 @@ def main() -> None:
     (RESULTS / f"pipeline-{mode}.md").write_text(text)
     (RESULTS / f"pipeline-{mode}.json").write_text(json.dumps({"header": header, "rows": rows},
                                                               indent=2))
+    if args.mlflow:  # side by side with MLflow 3.17.2: bench/results/latest.md (mlflow-quick.md)
+        from bench import mlflow_compare
+
+        report = mlflow_compare.run(args.quick, args.engines)
+        print(mlflow_compare.write(report, args.quick, args.engines))
 
 
 if __name__ == "__main__":
