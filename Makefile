@@ -57,4 +57,4 @@ bench-quick: install-dev
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) .infra build *.egg-info
+	rm -rf $(VENV) .venv-mlflow .infra build *.egg-info

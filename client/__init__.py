@@ -1,5 +1,5 @@
 """ModelDB's SDK: `init`, `start_run`, `attach_run`, `run.log_*`, `log_dataset`, `flush`,
-`aflush`, `search_runs`, `autolog`, and the registry: `register_model`, `set_stage`,
+`aflush`, `search_runs`, `search`, `compare_runs`, `autolog`, and the registry: `register_model`, `set_stage`,
 `set_alias`.
 
 Logging calls only enqueue; a background worker batches, sends, retries and spools.
@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from modeldb import _client
+from modeldb._compare import RunComparison, compare_runs
 from modeldb._data import DatasetVersion
 from modeldb._errors import (
     ConfigError,
@@ -33,9 +34,9 @@ from modeldb._errors import (
     TransportError,
     UnsupportedTransport,
 )
-from modeldb._registry import ModelVersion, register_model, set_alias, set_stage
+from modeldb._registry import ModelVersion, redact_run, register_model, set_alias, set_stage
 from modeldb._run import Artifact, Run, active_run, attach_run, log_dataset, start_run
-from modeldb._search import RunInfo, search_runs
+from modeldb._search import RunInfo, search, search_runs
 
 __all__ = [
     "Artifact",
@@ -47,6 +48,7 @@ __all__ = [
     "QueryError",
     "RequestRejected",
     "Run",
+    "RunComparison",
     "RunInfo",
     "ServerUnavailable",
     "TransportError",
@@ -55,10 +57,13 @@ __all__ = [
     "aflush",
     "attach_run",
     "autolog",
+    "compare_runs",
     "flush",
     "init",
     "log_dataset",
+    "redact_run",
     "register_model",
+    "search",
     "search_runs",
     "set_alias",
     "set_stage",
@@ -78,6 +83,8 @@ def init(
     batch_interval: float | None = None,
     retry_seconds: float | None = None,
     http_timeout: float | None = None,
+    upload_threshold: int | None = None,
+    upload_chunk: int | None = None,
 ) -> None:
     """Choose where events go and which project and experiment new runs belong to.
 
@@ -96,7 +103,9 @@ def init(
     spill to the spool; `exit_timeout` (10 s) how long interpreter exit waits for delivery;
     `batch_size` (1000 events) and `batch_interval` (0.2 s) when a batch is sent;
     `retry_seconds` (4 s) how long a batch is retried before it is spooled;
-    `http_timeout` (30 s) per request.
+    `http_timeout` (30 s) per request; artifact files of `upload_threshold` bytes or more
+    (8 MiB) go up in chunks of `upload_chunk` bytes (8 MiB) that resume after a dropped
+    connection or a server restart.
 
     Calling init again with another url drains and closes the previous client; end its
     runs first.
@@ -105,6 +114,7 @@ def init(
         "spool_dir": spool_dir, "max_queue": max_queue, "exit_timeout": exit_timeout,
         "batch_size": batch_size, "batch_interval": batch_interval,
         "retry_seconds": retry_seconds, "http_timeout": http_timeout,
+        "upload_threshold": upload_threshold, "upload_chunk": upload_chunk,
     }
     _client.configure(url, project, experiment, **options)
 

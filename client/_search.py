@@ -126,3 +126,22 @@ def _search(filter: str | None, order_by: str | Sequence[str] | None, max_result
         if not info.get("hasNextPage") or not after or not page["edges"]:
             break
     return runs[:max_results]
+
+
+SEARCH_QUERY = """
+query Search($text: String!, $kinds: [String!], $first: Int!) {
+  search(text: $text, kinds: $kinds, first: $first) { kind id name snippet score }
+}
+"""
+
+
+def search(text: str, kinds: Sequence[str] | None = None, max_results: int = 20) -> list[dict[str, Any]]:
+    """Full-text search over names, descriptions, tags and params of projects, experiments,
+    runs, datasets, registered models and model versions, best first: dicts with `kind`,
+    `id`, `name`, `snippet` (matches in **…**) and `score`. Every word must match; the
+    last also as a prefix. `kinds` narrows it, e.g. ["Run"]."""
+    client = current()
+    client.flush(READ_YOUR_WRITES_TIMEOUT)
+    data = client.query(SEARCH_QUERY, {"text": text, "kinds": list(kinds) if kinds else None,
+                                       "first": max_results})
+    return list(data.get("search") or [])

@@ -18,12 +18,13 @@ import orjson
 from pydantic import ValidationError
 
 from modeldb.event_schema.envelope import Aggregate, Event
+from modeldb.event_schema.sensitive import MAX_SENSITIVE_PATHS, SENSITIVE_CONTAINERS, split_path
 from modeldb.event_schema.types import EVENT_TYPES, EventType
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ENVELOPE_KEYS = frozenset(
     {"event_id", "type", "schema_version", "aggregate", "occurred_at", "recorded_at",
-     "actor", "source", "payload"}
+     "actor", "source", "payload", "sensitive"}
 )
 MAX_AGGREGATE_ID = 700
 
@@ -63,7 +64,7 @@ def _iso(value: datetime) -> str:
 
 
 def to_wire(event: Event) -> dict[str, Any]:
-    return {
+    wire = {
         "event_id": event.event_id,
         "type": event.type,
         "schema_version": event.schema_version,
@@ -74,6 +75,9 @@ def to_wire(event: Event) -> dict[str, Any]:
         "source": event.source,
         "payload": event.payload.model_dump(mode="json", by_alias=True),
     }
+    if event.sensitive:  # only then: events without it keep the form they always had
+        wire["sensitive"] = list(event.sensitive)
+    return wire
 
 
 def encode(event: Event) -> bytes:
@@ -156,7 +160,10 @@ def upcast(spec: EventType, version: int, payload: dict[str, Any]) -> dict[str, 
 
 def decode(data: bytes | str | Mapping[str, Any]) -> Event:
     """Validate one event and upcast it to the current schema version of its type."""
-    raw = orjson.loads(data) if isinstance(data, bytes | str) else data
+    try:
+        raw = orjson.loads(data) if isinstance(data, bytes | str) else data
+    except orjson.JSONDecodeError as exc:  # e.g. a string item in a JSON array body
+        raise InvalidEvent(f"malformed JSON: {exc}") from None
     event_id, spec, version, aggregate = _check_envelope(raw)
     payload = raw.get("payload", {})
     if not isinstance(payload, Mapping):
@@ -168,6 +175,7 @@ def decode(data: bytes | str | Mapping[str, Any]) -> Event:
     except (KeyError, TypeError) as exc:  # an old payload too broken to upcast
         raise InvalidEvent(f"cannot upcast v{version} payload: {exc}", event_id=event_id) from None
     recorded_at = raw.get("recorded_at")
+    sensitive = _sensitive(raw.get("sensitive"), spec.name, model, event_id)
     return Event(
         event_id=event_id,
         type=spec.name,
@@ -178,7 +186,30 @@ def decode(data: bytes | str | Mapping[str, Any]) -> Event:
         source=_source(raw.get("source", "sdk")),
         recorded_at=_parse_time(recorded_at, "recorded_at") if recorded_at else None,
         actor=raw.get("actor"),
+        sensitive=sensitive,
     )
+
+
+def _sensitive(value: Any, type_name: str, payload: Any, event_id: str) -> tuple[str, ...]:
+    """The envelope's sensitive paths, checked: each names a value this event carries."""
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise InvalidEvent("sensitive must be a list of payload paths such as 'params.email'",
+                           event_id=event_id)
+    container = SENSITIVE_CONTAINERS.get(type_name)
+    if container is None:
+        raise InvalidEvent(f"{type_name} cannot carry sensitive values; only "
+                           f"{', '.join(SENSITIVE_CONTAINERS)} can", event_id=event_id)
+    if len(value) > MAX_SENSITIVE_PATHS:
+        raise InvalidEvent(f"more than {MAX_SENSITIVE_PATHS} sensitive paths", event_id=event_id)
+    values = getattr(payload, container)
+    for path in value:
+        where, key = split_path(path)
+        if where != container or values.get(key) is None:
+            raise InvalidEvent(f"sensitive path {path[:300]!r} names no value of this event "
+                               f"(expected '{container}.<key>' for a key it sets)", event_id=event_id)
+    return tuple(dict.fromkeys(value))
 
 
 def _source(value: Any) -> str:
@@ -200,7 +231,7 @@ def stored_form(raw: Mapping[str, Any], *, actor: str, recorded_at: datetime) ->
         payload = event.payload.model_dump(mode="json", by_alias=True)
     else:
         payload = spec.old_payloads[version].model_validate(raw["payload"]).model_dump(mode="json")
-    return {
+    form = {
         "event_id": event.event_id,
         "type": event.type,
         "schema_version": version,
@@ -211,6 +242,9 @@ def stored_form(raw: Mapping[str, Any], *, actor: str, recorded_at: datetime) ->
         "source": event.source,
         "payload": payload,
     }
+    if event.sensitive:
+        form["sensitive"] = list(event.sensitive)
+    return form
 
 
 def parse_body(body: bytes) -> list[Any]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 # Limits keep one event small enough to index and display; MLflow uses similar ones.
 Key = Annotated[str, Field(min_length=1, max_length=250)]
 Name = Annotated[str, Field(min_length=1, max_length=500)]
+EntityId = Annotated[str, Field(min_length=1, max_length=700)]  # as long as an aggregate id
 Text = Annotated[str, Field(max_length=8000)]
 Scalar = str | int | float | bool
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
@@ -60,7 +61,7 @@ class RunStarted(Payload):
     project: Name
     experiment: Name
     name: Name | None = None
-    parent_run_id: str | None = None
+    parent_run_id: EntityId | None = None
     start_time: datetime
 
 
@@ -112,6 +113,15 @@ class AttributesSet(Payload):
     attributes: Annotated[dict[Key, Scalar | None], Field(max_length=1000)]
 
 
+class ValuesRedacted(Payload):
+    """A redaction: the run's data keys were destroyed, so its sealed values are gone.
+    `redacted` maps each path ("params.email") to the digest of the token the log keeps."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    redacted: dict[str, Digest]
+    key_ids: list[Annotated[str, Field(max_length=64)]]
+
+
 class CodeVersionRecorded(Payload):
     commit: Annotated[str, Field(min_length=4, max_length=64)]
     repository: Text | None = None
@@ -156,7 +166,7 @@ class DatasetVersionCreated(Payload):
     uri: Text | None = None
     data_schema: dict[str, Any] | None = Field(default=None, alias="schema")
     row_count: Annotated[int, Field(ge=0)] | None = None
-    derived_from: Annotated[list[str], Field(max_length=100)] = []
+    derived_from: Annotated[list[EntityId], Field(max_length=100)] = []
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -172,7 +182,7 @@ class RegisteredModelCreated(Payload):
 
 class ModelVersionCreated(Payload):
     version: Annotated[int, Field(ge=1)]
-    run_id: str | None = None
+    run_id: EntityId | None = None
     artifact_name: Name | None = None
     artifact_digest: Digest | None = None
     source_uri: Text | None = None
@@ -321,6 +331,7 @@ def _types() -> dict[str, EventType]:
         EventType("TagsDeleted", "run", KeysDeleted),
         EventType("AttributesSet", "run", AttributesSet),
         EventType("AttributesDeleted", "run", KeysDeleted),
+        EventType("ValuesRedacted", "run", ValuesRedacted),
         EventType("CodeVersionRecorded", "run", CodeVersionRecorded),
         EventType("EnvironmentRecorded", "run", EnvironmentRecorded),
         EventType("ArtifactLogged", "run", ArtifactLogged),
@@ -363,6 +374,8 @@ AGGREGATE_KINDS = frozenset(spec.aggregate_kind for spec in EVENT_TYPES.values()
 # Aggregates written only through registry commands (validated against their state), never as
 # raw events over HTTP ingest: see modeldb.writer.commands.
 GOVERNED_KINDS = frozenset({"model", "environment", "deployment", "webhook"})
+# Events of other aggregates that also only a command may write (`redact_run` destroys keys).
+GOVERNED_TYPES = frozenset({"ValuesRedacted"})
 
 
 def event_type(name: str) -> EventType:

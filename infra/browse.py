@@ -33,8 +33,12 @@ def graphql(args: argparse.Namespace, query: str, **variables: Any) -> dict[str,
     if url and url.startswith(("http://", "https://")):
         import httpx
 
+        token = os.environ.get("MODELDB_TOKEN")  # servers in token mode (README "Security model")
         response = httpx.post(f"{url.rstrip('/')}/graphql",
-                              json={"query": query, "variables": variables}, timeout=60)
+                              json={"query": query, "variables": variables}, timeout=60,
+                              headers={"authorization": f"Bearer {token}"} if token else {})
+        if response.status_code in (401, 403, 429):
+            raise BrowseError(f"HTTP {response.status_code}: {response.json().get('error')}")
         body = response.json()
         if body.get("errors"):
             raise BrowseError("; ".join(e.get("message", str(e)) for e in body["errors"]))

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from modeldb.infra.settings import Settings
@@ -16,12 +17,23 @@ from modeldb.infra.system import CONSUMERS, PROJECTIONS, System
 def _serve(args: argparse.Namespace, **parts: object) -> int:
     import uvicorn
 
+    from modeldb.infra.ops import log_config
+    from modeldb.infra.security_cli import check_exposure
     from modeldb.infra.server import create_app
 
     settings = Settings.load(args.data_dir)
+    refused = check_exposure(settings, args.host, args.insecure_no_auth)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     app = create_app(settings, **parts)  # type: ignore[arg-type]
-    print(f"ModelDB on http://{args.host}:{args.port}  (data: {settings.home})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    print(f"ModelDB on http://{args.host}:{args.port}  (data: {settings.home}, "
+          f"auth: {settings.auth})", flush=True)
+    # On SIGTERM uvicorn stops accepting, finishes the requests in flight (ingest batches
+    # among them) within the grace period, then closes the system: nothing acknowledged is lost.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                log_config=log_config(settings.log_format, args.log_level)
+                or uvicorn.config.LOGGING_CONFIG, timeout_graceful_shutdown=30)
     return 0
 
 
@@ -50,6 +62,29 @@ def cmd_project(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+    return 0
+
+
+def cmd_redact(args: argparse.Namespace) -> int:
+    from modeldb.infra.server import local_principal
+    from modeldb.writer.registry import CommandRefused
+
+    async def run() -> dict:
+        system = await System.open(Settings.load(args.data_dir))
+        try:
+            done = await system.execute("redact_run", {"run_id": args.run_id, "reason": args.reason},
+                                        local_principal(), source="cli")
+        finally:
+            await system.close()
+        return done.result
+
+    try:
+        result = asyncio.run(run())
+    except CommandRefused as exc:
+        print(f"refused: {exc.message}", file=sys.stderr)
+        return 1
+    paths = ", ".join(result["redacted"]) or "nothing new (already redacted)"
+    print(f"redacted {paths}; {result['keys_destroyed']} data key(s) destroyed")
     return 0
 
 
@@ -137,6 +172,15 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    # Stored times are UTC ISO strings, compared as text: bring the moment to UTC too.
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from modeldb.infra.report import audit_report
 
@@ -144,7 +188,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         system = await System.open(Settings.load(args.data_dir))
         try:
             await system.catch_up()
-            return await audit_report(system, args.id, args.format)
+            return await audit_report(system, args.id, args.format, args.at)
         finally:
             await system.close()
 
@@ -200,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
         p.add_argument("--log-level", default="warning")
+        p.add_argument("--insecure-no-auth", action="store_true",
+                       help="listen beyond loopback although MODELDB_AUTH=local checks no one")
         data_dir(p)
         p.set_defaults(fn=fn)
 
@@ -225,14 +271,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_checkpoint)
 
     from modeldb.infra.browse import add_parsers
+    from modeldb.infra.search_cli import add_parser as add_search_parser
 
     add_parsers(sub, data_dir)
+    add_search_parser(sub, data_dir)  # `modeldb search TEXT`
+
+    from modeldb.infra.security_cli import add_parsers as add_security_parsers
+
+    add_security_parsers(sub, data_dir)  # `modeldb token …`, `modeldb grant …`
 
     p = sub.add_parser("audit", help="the audit report of one entity")
     p.add_argument("id")
-    p.add_argument("--format", choices=["md", "json"], default="md")
+    p.add_argument("--format", choices=["md", "json", "html"], default="md")
+    p.add_argument("--at", type=_instant, default=None,
+                   help="the report as of this time (ISO 8601; UTC unless it says otherwise)")
     data_dir(p)
     p.set_defaults(fn=cmd_audit)
+
+    p = sub.add_parser("redact", help="erase a run's sensitive values (destroys its data keys; "
+                       "the log and verify stay intact)")
+    p.add_argument("run_id")
+    p.add_argument("--reason", required=True, help="why: kept in the audit trail")
+    data_dir(p)
+    p.set_defaults(fn=cmd_redact)
 
     p = sub.add_parser("migrate", help="bring the read database to this version's schema")
     data_dir(p)

@@ -17,7 +17,7 @@ def _datasets() -> dict[str, Any]:
     return {"iris": load_iris(), "wine": load_wine(), "breast_cancer": load_breast_cancer()}
 
 
-def _sgd_run(name: str, data: Any, version: Any, alpha: float, parent: Any, out: Path) -> None:
+def _sgd_run(name: str, data: Any, version: Any, alpha: float, parent: Any, out: Path) -> tuple[Any, Any]:
     """A model trained epoch by epoch, so its metrics have a history worth charting."""
     import numpy as np
     from sklearn.linear_model import SGDClassifier
@@ -43,7 +43,7 @@ def _sgd_run(name: str, data: Any, version: Any, alpha: float, parent: Any, out:
                 "val_loss": log_loss(y_test, model.predict_proba(x_test), labels=classes),
                 "accuracy": accuracy_score(y_test, model.predict(x_test)),
             }, step=epoch)
-        _log_model(run, model, out / f"{run.id}.pkl")
+        return run, _log_model(run, model, out / f"{run.id}.pkl")
 
 
 def _forest_run(name: str, data: Any, trees: int, parent: Any) -> None:
@@ -63,27 +63,49 @@ def _forest_run(name: str, data: Any, trees: int, parent: Any) -> None:
                          "f1_macro": f1_score(y_test, predicted, average="macro")})
 
 
-def _log_model(run: Any, model: Any, path: Path) -> None:
+def _log_model(run: Any, model: Any, path: Path) -> Any:
     path.write_bytes(pickle.dumps(model))
-    run.log_artifact(path, name="model.pkl", kind="model")
+    return run.log_artifact(path, name="model.pkl", kind="model")
+
+
+def _register(trained: list[tuple[Any, Any]]) -> None:
+    """Two registered versions of the iris model, approval required for Production and one
+    request waiting for it: the registry page has something to decide (by someone else than
+    the requester, i.e. the user running this demo)."""
+    from modeldb._registry import _command  # the SDK's registry command path (no public wrapper yet)
+
+    first, second = (modeldb.register_model(MODEL, run, artifact, description=f"SGD on iris, run {run.id}")
+                     for run, artifact in trained[:2])
+    modeldb.set_stage(MODEL, first.version, "Staging", comment="offline eval ok")
+    modeldb.set_alias(MODEL, "champion", first.version)
+    _command("set_rules", {"name": MODEL, "single_production": True, "approval_required": ["Production"]})
+    _command("request_transition", {"name": MODEL, "version": first.version, "stage": "Production",
+                                    "comment": "best validation loss of the sweep"})
+    print(f"demo: registered {MODEL} versions {first.version} and {second.version}; "
+          f"version {first.version} awaits approval for Production")
+
+
+MODEL = "iris-classifier"
 
 
 def run_demo(url: str | None = None) -> None:
     modeldb.init(url=url, project="demo", experiment="classifiers")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
+        trained: dict[str, list[tuple[Any, Any]]] = {}
         for name, data in _datasets().items():
             version = modeldb.log_dataset(name, data.data)
             with modeldb.start_run(name=f"{name}-sweep", tags={"dataset": name}) as sweep:
                 sweep.log_param("dataset", name)
                 for alpha in (0.0001, 0.01):
-                    _sgd_run(name, data, version, alpha, sweep, out)
+                    trained.setdefault(name, []).append(_sgd_run(name, data, version, alpha, sweep, out))
                 # Autolog only around the forests: it would also track the SGD runs' scaler.
                 modeldb.autolog(frameworks=["sklearn"], silent=True)
                 for trees in (10, 50):
                     _forest_run(name, data, trees, sweep)
                 modeldb.autolog(disable=True)
             print(f"demo: trained 4 models on {name}")
+        _register(trained["iris"])
         if not modeldb.flush(timeout=60):
             raise SystemExit("demo: could not deliver every event within 60 s")
     print("demo: done — open the UI or query runs through /graphql")

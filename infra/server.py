@@ -12,16 +12,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from modeldb.infra.guard import GuardedCommands, IngestGuard, identity_of, install, may_download
+from modeldb.infra.ops import CountingWriter
+from modeldb.infra.security import SecurityStore
 from modeldb.infra.settings import Settings
 from modeldb.infra.system import PROJECTIONS, System
 from modeldb.query_api.app import query_router
 from modeldb.query_api.runs import RunQueries
 from modeldb.writer.http import ingest_router, registry_router
 from modeldb.writer.registry import ADMIN_ROLE, Principal
+from modeldb.writer.uploads import uploads_router
 
-# Development stand-in for authentication, until the security work replaces it with tokens:
-# a caller names itself (and its roles, comma-separated) in these headers. Without them the
-# caller is the local user who runs the server, who owns the installation (all roles).
+# The `local` auth mode's development headers (modeldb.infra.security): a caller names itself
+# (and its roles, comma-separated). Without them the caller is the local user who runs the
+# server, who owns the installation (all roles). In `token` and `proxy` mode the guard
+# middleware (modeldb.infra.guard) authenticates every request and these are ignored.
 USER_HEADER = "x-modeldb-user"
 ROLES_HEADER = "x-modeldb-roles"
 
@@ -36,6 +41,9 @@ def local_principal() -> Principal:
 
 
 def principal_of(request: Request) -> Principal:
+    identity = identity_of(request)  # authenticated by modeldb.infra.guard (any mode)
+    if identity is not None:
+        return identity
     user = (request.headers.get(USER_HEADER) or "").strip()
     if not user:
         return local_principal()
@@ -62,6 +70,8 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         system = await System.open(settings)
         system.start_projectors(projections + (("webhooks",) if webhooks else ()))
+        authenticator.store = SecurityStore(system.engine)
+        await authenticator.store.setup()
         state["system"] = system
         try:
             yield
@@ -72,6 +82,15 @@ def create_app(
 
     def system() -> System:
         return state["system"]
+
+    authenticator, metrics = install(app, settings, lambda: state.get("system"), projections)
+    ingest_guard = IngestGuard(lambda: system().engine)
+
+    async def authorize_ingest(request: Request, items: list) -> None:
+        await ingest_guard.check(identity_of(request), items)
+
+    async def may_read(request: Request, digest: str) -> bool:
+        return await may_download(system().engine, identity_of(request), digest)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -111,9 +130,13 @@ def create_app(
             demo_runs[-1].start()
             return JSONResponse({"status": "started"}, 202)
 
-        app.include_router(ingest_router(lambda: system().writer, lambda: system().artifacts,
-                                         local_actor, max_body=settings.max_body))
-        app.include_router(registry_router(lambda: system().commands, principal_of))
+        app.include_router(ingest_router(
+            lambda: CountingWriter(system().writer, metrics), lambda: system().artifacts,
+            local_actor, max_body=settings.max_body, authorize=authorize_ingest,
+            may_download=may_read))
+        app.include_router(registry_router(
+            lambda: GuardedCommands(system().commands, lambda: system().engine), principal_of))
+        app.include_router(uploads_router(lambda: system().artifacts))  # resumable uploads
     if query:
         queries: dict[str, RunQueries] = {}
 
@@ -123,5 +146,7 @@ def create_app(
                 queries["q"] = RunQueries(s.engine)
             return queries["q"], s.graph, s.audit
 
-        app.include_router(query_router(parts, principal_of, system))
+        app.include_router(query_router(
+            parts, principal_of, lambda: GuardedCommands(system(), lambda: system().engine),
+            extra_context=lambda: {"authenticator": authenticator}))
     return app

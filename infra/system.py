@@ -1,6 +1,6 @@
 """Assembling ModelDB from settings: the log, the writer and its registry commands, the
-artifact store, the read database, the three projections with their runtimes, and the
-webhook outbox with its deliverer."""
+artifact store, the read database, the projections (sql, graph, audit, search, one per
+enricher) with their runtimes, and the webhook outbox with its deliverer."""
 
 from __future__ import annotations
 
@@ -17,18 +17,23 @@ from modeldb.infra.settings import Settings
 from modeldb.projectors.audit import AuditStore
 from modeldb.projectors.base import Projection
 from modeldb.projectors.db import create_engine
+from modeldb.projectors.enrichment import PROJECTION_PREFIX, EnrichmentProjection, discover_enrichers
 from modeldb.projectors.graph_sql import SqlGraph
 from modeldb.projectors.lineage import GraphStore
 from modeldb.projectors.runtime import ProjectorRuntime
+from modeldb.projectors.search import SearchProjection
 from modeldb.projectors.sql_projection import SqlReadModel
 from modeldb.projectors.webhooks import WebhookDeliverer, WebhookOutbox
-from modeldb.writer import EventLog, LocalArtifactStore, Writer, open_event_log
+from modeldb.writer import ArtifactStore, EventLog, Writer, open_event_log
+from modeldb.writer.artifacts import open_artifact_store
 from modeldb.writer.commands import CommandResult, CommandService, ProjectedAggregateStore
 from modeldb.writer.keys import webhook_secret
 from modeldb.writer.log import AggregateLog, Checkpoint, reached
 from modeldb.writer.registry import Principal
 
-PROJECTIONS = ("sql", "graph", "audit")
+# The enrichers (plug-ins, found through entry points) each run as a projection of their own.
+ENRICHERS = {PROJECTION_PREFIX + e.name: e for e in discover_enrichers()}
+PROJECTIONS = ("sql", "graph", "audit", "search", *ENRICHERS)
 # What `modeldb serve` and `modeldb project --projection all` run: the projections and the
 # webhook outbox (which is not replayed: rebuilding it would send every webhook again).
 CONSUMERS = (*PROJECTIONS, "webhooks")
@@ -49,7 +54,7 @@ class System:
     settings: Settings
     log: EventLog
     writer: Writer
-    artifacts: LocalArtifactStore
+    artifacts: ArtifactStore
     engine: AsyncEngine
     projections: dict[str, Projection]
     runtimes: dict[str, ProjectorRuntime] = field(default_factory=dict)
@@ -74,19 +79,24 @@ class System:
             "sql": SqlReadModel(engine),
             "graph": open_graph(settings, engine),
             "audit": AuditStore(engine),
+            "search": SearchProjection(engine),
+            **{name: EnrichmentProjection(engine, e) for name, e in ENRICHERS.items()},
         }
         for projection in projections.values():
             await projection.setup()
         system = cls(
             settings=settings,
             log=log,
-            writer=Writer(log, max_batch=settings.max_batch),
-            artifacts=LocalArtifactStore(settings.artifacts),
+            writer=Writer(log, max_batch=settings.max_batch, vault=settings.vault()),
+            artifacts=open_artifact_store(settings.artifact_store, settings.artifacts,
+                                          s3_endpoint_url=settings.s3_endpoint_url),
             engine=engine,
             projections=projections,
         )
-        system.runtimes = {name: ProjectorRuntime(log, p) for name, p in projections.items()}
+        system.runtimes = {name: ProjectorRuntime(log, p, reveal=system.writer.vault)
+                           for name, p in projections.items()}
         system.key = settings.key()
+        system.audit.vault = system.writer.vault
         store = log if isinstance(log, AggregateLog) else ProjectedAggregateStore(
             log, system._read_projected)
         system.commands = CommandService(system.writer, store, secret_for=system.webhook_secret)

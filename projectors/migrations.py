@@ -53,9 +53,34 @@ async def _registry(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: webhooks.metadata.create_all(sync, checkfirst=True))
 
 
+async def _metric_rollups(conn: AsyncConnection) -> None:
+    from modeldb.projectors import read_model
+
+    # Series logged before this migration have no rollups until `modeldb replay --projection
+    # sql`; until then their downsampled histories are computed from the points (slower).
+    await conn.run_sync(lambda sync: read_model.metric_rollups.create(sync, checkfirst=True))
+
+
+async def _search_enrichment(conn: AsyncConnection) -> None:
+    from modeldb.projectors import enrichment, search
+
+    # Both projections start empty and catch up from position zero on their first run.
+    await search.create_index(conn)
+    await enrichment.create_tables(conn)
+
+
+async def _security(conn: AsyncConnection) -> None:
+    from modeldb.infra import security
+
+    await conn.run_sync(lambda sync: security.metadata.create_all(sync, checkfirst=True))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: read model, lineage graph, audit store", _initial),
     Migration(2, "registry governance, deployments, webhook outbox", _registry),
+    Migration(3, "metric rollups for downsampled histories", _metric_rollups),
+    Migration(4, "full-text search index, enrichment (derived run attributes)", _search_enrichment),
+    Migration(5, "security: API tokens and grants (no projection: replays keep them)", _security),
 )
 HEAD = MIGRATIONS[-1].version
 

@@ -83,6 +83,24 @@ metric_points = Table(
     Index("metric_points_by_run_key", "run_id", "key", "step", "timestamp"),
 )
 
+# Per-series extremes of aligned step blocks at a few widths (projectors/metric_rollups.py),
+# so that a downsampled history reads rollups instead of every point.
+metric_rollups = Table(
+    "metric_rollups",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("width", Integer, primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),  # steps [bucket * width, (bucket + 1) * width)
+    Column("count", BigInteger, nullable=False),
+    Column("min_value", Float),  # of the finite values; NULL when there are none
+    Column("min_step", BigInteger),
+    Column("min_timestamp", BigInteger),
+    Column("max_value", Float),
+    Column("max_step", BigInteger),
+    Column("max_timestamp", BigInteger),
+)
+
 latest_metrics = Table(
     "latest_metrics",
     metadata,

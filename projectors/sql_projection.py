@@ -20,9 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modeldb.event_schema import Event, RecordedEvent
 from modeldb.event_schema import types as t
+from modeldb.event_schema.sensitive import split_path
 from modeldb.projectors import read_model as rm
 from modeldb.projectors.base import SqlProjection
 from modeldb.projectors.db import insert_for, is_postgres, upsert
+from modeldb.projectors.metric_rollups import write_rollups
+from modeldb.writer.vault import redacted_marker
 
 _DELETE = object()
 
@@ -133,6 +136,7 @@ class _Metrics:
     async def flush(self, conn: AsyncConnection) -> None:
         if self.points:
             await _append_points(conn, self.points)
+            await write_rollups(conn, self.points)
         if self.summary:
             rows = [{"run_id": run_id, "key": key, **vars(s)}
                     for (run_id, key), s in self.summary.items()]
@@ -193,6 +197,7 @@ class _Changes:
         self.experiments = _Rows(rm.experiments, ("id",))
         self.runs = _Rows(rm.runs, ("id",))
         self.params = _Rows(rm.params, ("run_id", "key"))
+        self.redacted_params = _Rows(rm.params, ("run_id", "key"))  # the one overwrite of a param
         self.tags = _Rows(rm.tags, ("run_id", "key"))
         self.attributes = _Rows(rm.attributes, ("run_id", "key"))
         self.artifacts = _Rows(rm.artifacts, ("run_id", "name"))
@@ -215,6 +220,7 @@ class _Changes:
 
     async def flush(self, conn: AsyncConnection) -> None:
         await self.params.flush(conn, overwrite=False)  # params are immutable once set
+        await self.redacted_params.flush(conn)
         for rows in (self.projects, self.experiments, self.runs, self.tags, self.attributes,
                      self.artifacts, self.code_versions, self.environments, self.datasets,
                      self.dataset_versions, self.run_links, self.models, self.versions,
@@ -267,9 +273,12 @@ def _deleted_by_id(c: _Changes, e: Event) -> None:
 @handles("RunStarted")
 def _run_started(c: _Changes, e: Event) -> None:
     p: t.RunStarted = e.payload  # type: ignore[assignment]
+    # No status or deleted flag here: a new row gets RUNNING and not-deleted by default, and a
+    # RunFinished or RunDeleted that arrived first (events of one run may come out of order)
+    # must not be undone by the start.
     c.runs.set(id=e.aggregate.id, project=p.project, experiment=p.experiment,
-               name=p.name or e.aggregate.id[-12:], status="RUNNING",
-               start_time=ms(p.start_time), parent_id=p.parent_run_id, deleted=False)
+               name=p.name or e.aggregate.id[-12:], start_time=ms(p.start_time),
+               parent_id=p.parent_run_id)
 
 
 @handles("RunFinished")
@@ -308,6 +317,21 @@ def _attributes(c: _Changes, e: Event) -> None:
     for key, value in e.payload.attributes.items():  # type: ignore[attr-defined]
         c.attributes.set(run_id=e.aggregate.id, key=key,
                          value=None if value is None else as_text(value), value_num=as_number(value))
+
+
+@handles("ValuesRedacted")
+def _redacted(c: _Changes, e: Event) -> None:
+    # The keys are destroyed; values already projected in clear are replaced here, so the
+    # read model agrees with a rebuild (which can only see the markers).
+    for path, digest in e.payload.redacted.items():  # type: ignore[attr-defined]
+        container, key = split_path(path)
+        marker = redacted_marker(digest)
+        if container == "params":
+            c.redacted_params.set(run_id=e.aggregate.id, key=key, value=marker, value_num=None)
+        elif container == "tags":
+            c.tags.set(run_id=e.aggregate.id, key=key, value=marker)
+        elif container == "attributes":
+            c.attributes.set(run_id=e.aggregate.id, key=key, value=marker, value_num=None)
 
 
 @handles("AttributesDeleted")

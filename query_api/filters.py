@@ -9,6 +9,7 @@
                 | field ["not"] ("like" | "ilike") string
                 | field "is" ["not"] "null"
     field      := ("metrics" | "params" | "tags" | "attributes") "." key ["." aggregate]
+                  (attributes: the run's own columns, RUN_ATTRIBUTES, or any custom attribute)
     key        := word | `back-quoted key with . or spaces`
     op         := "=" | "!=" | "<>" | "<" | "<=" | ">" | ">="
     value      := number | 'string' | "string"
@@ -182,6 +183,10 @@ class _Parser:
                 f"expected a field such as metrics.acc, params.lr, tags.team or "
                 f"attributes.status, found {_describe(start)}", start.column)
         scope = self.take().text.lower()
+        if self.tok.kind == "number" and self.tok.text.startswith("."):
+            # "metrics.2" lexes as the word and the number .2
+            raise FilterError(f"quote a key that starts with a digit with backquotes: "
+                              f"{scope}.`{self.tok.text[1:]}`", self.tok.column)
         if self.tok.kind != "dot":
             raise self.fail(f"'.' and a key after {scope!r}")
         self.take()
@@ -196,9 +201,8 @@ class _Parser:
                 raise self.fail(f"one of {', '.join(METRIC_AGGREGATES)} after 'metrics.{key}.'"
                                 " (quote keys containing dots with backquotes)")
             aggregate = self.take().text.lower()
-        if scope == "attributes" and key not in RUN_ATTRIBUTES:
-            raise FilterError(f"unknown attribute {key!r}; known: {', '.join(RUN_ATTRIBUTES)}",
-                              key_token.column)
+        # attributes.<key> other than RUN_ATTRIBUTES: a custom run attribute (set by the
+        # training code or derived by an enricher, e.g. attributes.anomaly).
         return Field(scope, key, aggregate)
 
     def value(self) -> Value:

@@ -25,6 +25,12 @@ class Loaders:
         self.experiments = DataLoader(queries.experiments)
         self.versions = DataLoader(queries.model_versions)
         self.aliases = DataLoader(queries.aliases)
+        self.attributes = DataLoader(self._attributes)
+
+    async def _attributes(self, ids: list[str]) -> list[list[tuple[str, str]]]:
+        from modeldb.query_api.attributes import run_attributes
+
+        return await run_attributes(self.queries.engine, ids)
 
     def _grouped(self, table: Any, *order: Any) -> DataLoader[str, list[Any]]:
         async def load(ids: list[str]) -> list[list[Any]]:

@@ -591,6 +591,11 @@ def _number(version: str) -> int:
 
 @strawberry.type
 class Mutation:
+    @strawberry.mutation(description="Erase a run's sensitive values by destroying its data keys "
+                                     "(crypto-shredding); the log and its hashes stay intact.")
+    async def redact_run(self, info: Info, run_id: strawberry.ID, reason: str) -> RegistryResult:
+        return await _run(info, "redact_run", {"run_id": str(run_id), "reason": reason})
+
     @strawberry.mutation
     async def create_registered_model(self, info: Info, name: str, description: str = "",
                                       tags: JSON | None = None) -> RegistryResult:

@@ -48,6 +48,9 @@ def _sort_columns(key: OrderKey, joins: list[Any], query: Any) -> tuple[list[Any
     """The expressions to sort on, and the query with whatever join they need."""
     f = key.field
     if f.scope == "attributes":
+        if f.key not in _RUN_COLUMNS:
+            raise FilterError(f"cannot order by the custom attribute {f.key!r}; order by one of "
+                              f"{', '.join(_RUN_COLUMNS)}", 1)
         return [rm.runs.c[_RUN_COLUMNS[f.key]]], query
     table = {"metrics": rm.latest_metrics, "params": rm.params, "tags": rm.tags}[f.scope]
     alias = table.alias(f"sort{len(joins)}")
@@ -78,8 +81,17 @@ def _after(columns: list[tuple[Any, bool]], values: list[Any]) -> ColumnElement[
 
 
 class RunQueries:
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, projects: frozenset[str] | None = None):
         self.engine = engine
+        # The projects the caller may read (None: all): runs elsewhere do not exist for them.
+        self.visible = projects
+
+    def restricted(self, projects: frozenset[str] | None) -> RunQueries:
+        """These queries as a caller who may read only `projects` (None: all) sees them."""
+        return self if projects is None else type(self)(self.engine, projects)
+
+    def _visible(self, column: Any) -> list[Any]:
+        return [] if self.visible is None else [column.in_(sorted(self.visible))]
 
     async def search(
         self,
@@ -91,7 +103,8 @@ class RunQueries:
         experiment: str | None = None,
     ) -> RunPage:
         first = max(0, min(first, MAX_PAGE))
-        where = [compile_filter(parse_filter(filter)), rm.runs.c.deleted.is_(False)]
+        where = [compile_filter(parse_filter(filter)), rm.runs.c.deleted.is_(False),
+                 *self._visible(rm.runs.c.project)]
         if project:
             where.append(rm.runs.c.project == project)
         if experiment:
@@ -122,7 +135,7 @@ class RunQueries:
 
     async def runs_by_id(self, ids: Sequence[str]) -> list[Row[Any] | None]:
         rows = await self._rows(rm.runs, rm.runs.c.id, ids)
-        by_id = {r.id: r for r in rows}
+        by_id = {r.id: r for r in rows if self.visible is None or r.project in self.visible}
         return [by_id.get(i) for i in ids]
 
     async def _rows(self, table: Any, column: Any, ids: Sequence[str], *order: Any) -> list[Row[Any]]:
@@ -155,7 +168,8 @@ class RunQueries:
     async def projects(self) -> list[Row[Any]]:
         async with self.engine.connect() as conn:
             return list(await conn.execute(
-                select(rm.projects).where(rm.projects.c.deleted.is_(False))
+                select(rm.projects).where(rm.projects.c.deleted.is_(False),
+                                          *self._visible(rm.projects.c.name))
                 .order_by(rm.projects.c.name)))
 
     async def experiments(self, projects: Sequence[str]) -> list[list[Row[Any]]]:

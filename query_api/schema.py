@@ -122,8 +122,20 @@ class ExperimentRun:
     async def tags(self) -> list[KeyValue]:
         return [KeyValue(key=r.key, value=r.value) for r in await self._loaders.tags.load(self.id)]
 
+    @strawberry.field(description="custom attributes: set by the training code, or derived "
+                      "by enrichers (anomaly, anomaly.<metric>, framework, model_type …)")
+    async def attributes(self) -> list[KeyValue]:
+        return [KeyValue(key=k, value=v) for k, v in await self._loaders.attributes.load(self.id)]
+
     @strawberry.field
-    async def metric_history(self, key: str) -> list[MetricPoint]:
+    async def metric_history(self, key: str, max_points: int | None = None) -> list[MetricPoint]:
+        if max_points is not None:  # min/max buckets computed by the database
+            from modeldb.query_api.downsample import downsample
+
+            sampled = await downsample(self._loaders.queries.engine, self.id, key, max_points)
+            if sampled is not None:
+                return [MetricPoint(step=p.step, timestamp=p.timestamp, value=_finite(p.value))
+                        for p in sampled]
         rows = await self._loaders.queries.metric_history(self.id, key)
         return [MetricPoint(step=r.step, timestamp=r.timestamp, value=_finite(r.value)) for r in rows]
 
@@ -217,7 +229,7 @@ class Direction(Enum):
 class LineageNode:
     id: str
     kind: str
-    name: str
+    name: str | None  # null on a node redacted for the caller (query_api/authz.py)
 
 
 @strawberry.type
@@ -303,15 +315,16 @@ class Query:
         direction: Direction = Direction.UPSTREAM,
         depth: int = 5,
         edge_kinds: list[str] | None = None,
+        node_kinds: list[str] | None = None,
     ) -> LineageGraph:
+        from modeldb.query_api.analysis import as_graphql, check_kinds, only_kinds
+
+        check_kinds(node_kinds, edge_kinds)
         kind, ident = parse_node_id(str(id))
         start = node_id(kind, ident)
         graph = await info.context["graph"].lineage(start, direction.value, max(0, min(depth, MAX_DEPTH)),
                                                     edge_kinds)
-        return LineageGraph(
-            nodes=[LineageNode(id=n.id, kind=n.kind, name=n.name) for n in graph.nodes],
-            edges=[LineageEdge(source=e.source, target=e.target, kind=e.kind) for e in graph.edges],
-        )
+        return as_graphql(only_kinds(graph, node_kinds))
 
     @strawberry.field
     async def history(
@@ -324,7 +337,7 @@ class Query:
     ) -> list[EventRecord]:
         from modeldb.query_api.registry import redact_history
 
-        events = await info.context["audit"].history(aggregate_of(str(id)), actor=actor,
+        events = await info.context["audit"].readable_history(aggregate_of(str(id)), actor=actor,
                                                      since=since, until=until)
         return [EventRecord.of(e) for e in await redact_history(info, events)]
 

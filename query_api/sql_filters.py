@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
 
 from modeldb.projectors import read_model as rm
+from modeldb.projectors.enrichment import derived_attributes
 from modeldb.query_api.filters import BoolOp, Compare, Field, FilterError, Node, Not, Value
 
 _METRIC_COLUMNS = {"latest": "value", "min": "min_value", "max": "max_value",
@@ -114,8 +115,33 @@ def _text(value: Value) -> str:
     return str(value)
 
 
+def _custom_attribute(c: Compare) -> ColumnElement[bool]:
+    """A custom attribute: set by the training code (`attributes`) or derived by an enricher
+    (`derived_attributes`); compared as text, or as a number when the literal is one."""
+    tests = []
+    for table in (rm.attributes, derived_attributes):
+        keyed = and_(table.c.run_id == rm.runs.c.id, table.c.key == c.field.key)
+        if c.op in ("isnull", "notnull"):
+            tests.append(exists(select(1).where(keyed)))
+            continue
+        values = c.value if isinstance(c.value, tuple) else (c.value,)
+        numbers = [number_of(v) for v in values]
+        many = isinstance(c.value, tuple)
+        texts = tuple(_text(v) for v in values)
+        if None in numbers or c.op in ("like", "ilike", "notlike", "notilike", "=", "in",
+                                       "!=", "notin"):
+            test = _text_test(table, c.op, texts, many)
+        else:
+            test = _apply(table.c.value_num, c.op, tuple(numbers) if many else numbers[0])
+        tests.append(exists(select(1).where(keyed, test)))
+    present = or_(*tests)
+    return not_(present) if c.op == "isnull" else present
+
+
 def _attribute(c: Compare) -> ColumnElement[bool]:
     key = c.field.key
+    if key not in _RUN_COLUMNS:
+        return _custom_attribute(c)
     column = rm.runs.c[_RUN_COLUMNS[key]]
     if c.op == "isnull":
         return column.is_(None)

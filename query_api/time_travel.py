@@ -23,7 +23,7 @@ T = TypeVar("T")
 async def run_as_of(
     audit: AuditStore, run_id: str, at: datetime, build: Callable[[Any, Loaders], T]
 ) -> T | None:
-    events = await audit.history(run_id, until=at)
+    events = await audit.readable_history(run_id, until=at)
     if not events:
         return None
     engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)

@@ -3,7 +3,8 @@ commands (POST /api/v1/registry/commands)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from modeldb.event_schema import InvalidBatch
 from modeldb.event_schema.codec import parse_body
-from modeldb.writer.artifacts import DigestMismatch, LocalArtifactStore
+from modeldb.writer.artifacts import ArtifactStore, ArtifactStoreUnavailable, DigestMismatch
 from modeldb.writer.commands import CommandService, describe_commands
 from modeldb.writer.log import EventTooLarge
 from modeldb.writer.registry import CommandRefused, Principal
@@ -43,12 +44,16 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 def ingest_router(
     get_writer: Callable[[], Writer],
-    get_artifacts: Callable[[], LocalArtifactStore],
+    get_artifacts: Callable[[], ArtifactStore],
     actor_of: Callable[[Request], str],
     *,
     max_body: int = DEFAULT_MAX_BODY,
     max_artifact: int = 8 * 1024**3,
+    authorize: Callable[[Request, list[Any]], Awaitable[None]] | None = None,
+    may_download: Callable[[Request, str], Awaitable[bool]] | None = None,
 ) -> APIRouter:
+    """`authorize(request, items)` raises PermissionError when the caller may not write
+    some event (403); `may_download(request, digest)` False answers 404 (modeldb.infra.guard)."""
     router = APIRouter(prefix="/api/v1")
 
     async def ingest(
@@ -62,9 +67,13 @@ def ingest_router(
             return _error(413, f"request body exceeds {max_body} bytes")
         try:
             items = to_items(body)
+            if authorize is not None:
+                await authorize(request, items)
             positions = await get_writer().ingest(items, actor_of(request), governed=False)
         except BadBody as exc:
             return _error(400, str(exc))
+        except PermissionError as exc:
+            return _error(403, str(exc))
         except InvalidBatch as exc:
             status = 400 if any("malformed JSON" in e.reason for e in exc.errors) else 422
             return JSONResponse(
@@ -115,15 +124,21 @@ def ingest_router(
             return _error(413, f"artifact exceeds {max_artifact} bytes")
         except DigestMismatch as exc:
             return _error(422, str(exc))
+        except ArtifactStoreUnavailable as exc:
+            return _error(503, f"artifact store unavailable, retry later: {exc}")
         return JSONResponse({"digest": stored.digest, "size": stored.size, "uri": stored.uri}, 201)
 
     @router.get("/artifacts/{digest}", response_model=None)
-    async def download_artifact(digest: str) -> StreamingResponse | JSONResponse:
+    async def download_artifact(digest: str, request: Request) -> StreamingResponse | JSONResponse:
         store = get_artifacts()
+        if may_download is not None and not await may_download(request, digest):
+            return _error(404, f"no artifact {digest}")  # as if it did not exist
         try:
-            found = store.exists(digest)
+            found = await asyncio.to_thread(store.exists, digest)  # S3: a network call
         except ValueError as exc:
             return _error(400, str(exc))
+        except ArtifactStoreUnavailable as exc:
+            return _error(503, f"artifact store unavailable, retry later: {exc}")
         if not found:
             return _error(404, f"no artifact {digest}")
         return StreamingResponse(store.open_stream(digest), media_type="application/octet-stream")

@@ -94,3 +94,44 @@ def test_broker_away_writer_refuses_and_the_sdk_spools_then_delivers_everything(
     assert points == 200
     types = {orjson.loads(r.value)["type"] for r in records}
     assert {"ProjectCreated", "RunStarted", "MetricsLogged", "RunFinished"} <= types
+
+
+@pytest.mark.parametrize("stack", ["engines"], indirect=True)
+async def test_sensitive_values_are_sealed_before_they_reach_kafka(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job logging straight to Kafka seals with the server's key store and key...
+    monkeypatch.setenv("MODELDB_KEY_STORE", settings.read_db)
+    monkeypatch.setenv("MODELDB_SERVER_KEY", "the-installation-key")
+    modeldb.init(settings.event_log, project="k", experiment="sealed")
+    with modeldb.start_run(name="personal") as run:
+        run.log_param("email", "carol@example.com", sensitive=True)
+    assert modeldb.flush(timeout=30)
+    topic = settings.event_log.split("topic=")[1]
+    bootstrap = settings.event_log.split("//")[1].split("?")[0]
+    records = await read_topic(bootstrap, topic, 3)
+    assert b"carol@example.com" not in b"".join(r.value for r in records)
+    system = await System.open(Settings(**{**settings.__dict__, "server_key": "the-installation-key"}))
+    try:
+        await system.catch_up()
+        result = await build_schema().execute(
+            'query($id: ID!) { run(id: $id) { params { key value } } }', variable_values={"id": run.id},
+            context_value=graphql_context(RunQueries(system.engine), system.graph, system.audit))
+    finally:
+        await system.close()
+    assert result.data["run"]["params"] == [{"key": "email", "value": "carol@example.com"}]
+
+
+@pytest.mark.parametrize("stack", ["engines"], indirect=True)
+async def test_without_a_key_store_kafka_jobs_refuse_sensitive_values(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # ...and without them a job refuses the value rather than send it in clear.
+    topic = settings.event_log.split("topic=")[1]
+    bootstrap = settings.event_log.split("//")[1].split("?")[0]
+    modeldb.init(settings.event_log, project="k", experiment="sealed")
+    with modeldb.start_run(name="refused") as run:
+        run.log_param("email", "dave@example.com", sensitive=True)
+    assert modeldb.flush(timeout=30)
+    assert "no key store" in caplog.text
+    assert b"dave@example.com" not in b"".join(r.value for r in await read_topic(bootstrap, topic, 2))
