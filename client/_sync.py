@@ -76,11 +76,12 @@ def _revealed(home: Path, raws: list[Any]) -> list[Any]:
     if not any(raw.get("sensitive") for raw in raws):
         return raws
     from modeldb.writer.keys import server_key
+    from modeldb.writer.sync import run_sync
     from modeldb.writer.vault import SqliteKeyStore, Vault
 
     vault = Vault(SqliteKeyStore(home / "keys.db"),
                   server_key(home, os.environ.get("MODELDB_SERVER_KEY") or None))
-    return vault.reveal_sync(raws)
+    return run_sync(vault.reveal(raws))
 
 
 def sync(folder: str | os.PathLike[str], url: str, *, batch_size: int = 500,

@@ -222,13 +222,14 @@ class EmbeddedTransport(SelfWritingTransport):
     def command(self, command: str, args: Mapping[str, Any]) -> dict[str, Any]:
         from modeldb.writer.commands import CommandService
         from modeldb.writer.registry import ADMIN_ROLE, CommandRefused, Principal
+        from modeldb.writer.sync import run_sync
 
         # The local user owns an embedded home. Webhooks need a server to deliver them, so
         # this service has no signing secrets.
         service = CommandService(self._writer, self._log)
         who = Principal(self.actor, frozenset({ADMIN_ROLE}))
         try:
-            result = _in_own_loop(service.execute(command, args, who, source="sdk"))
+            result = run_sync(service.execute(command, args, who, source="sdk"))
         except CommandRefused as exc:
             raise RequestRejected(exc.status, exc.message, [{"code": exc.code}]) from None
         except ConnectionError as exc:  # EventLogUnavailable: locked past its timeout, disk full
@@ -238,20 +239,6 @@ class EmbeddedTransport(SelfWritingTransport):
     def close(self) -> None:
         # The log is closed by the garbage collector; its close() is a coroutine.
         pass
-
-
-def _in_own_loop(coro: Any) -> Any:
-    """Run a coroutine to its end from sync code, even where an event loop already runs
-    (a notebook): then in a thread with a loop of its own."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def unwrap_graphql(result: Mapping[str, Any]) -> dict[str, Any]:

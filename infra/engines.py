@@ -13,7 +13,6 @@ and containers must live as long as the process anyway.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import functools
 import os
@@ -22,15 +21,13 @@ import secrets
 import shutil
 import subprocess
 import uuid
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from modeldb.infra import launcher
+from modeldb.writer.sync import run_sync
 
-T = TypeVar("T")
 
 ENV_KAFKA = "MODELDB_TEST_KAFKA"
 ENV_POSTGRES = "MODELDB_TEST_POSTGRES"
@@ -86,7 +83,7 @@ def fresh_postgres_database(engines: Engines, name: str) -> str:
         finally:
             await conn.close()
 
-    _run_async(create())
+    run_sync(create())
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
@@ -162,13 +159,3 @@ def _started(container: Any) -> Any:
     container.start()
     atexit.register(container.stop)
     return container
-
-
-def _run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to the end from sync code, even when called inside a running loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # a loop runs here: use a thread's own loop
-        return pool.submit(asyncio.run, coro).result()

@@ -10,6 +10,7 @@ from modeldb.event_schema import InvalidBatch, InvalidEvent
 from modeldb.event_schema.codec import stored_form
 from modeldb.event_schema.types import GOVERNED_KINDS, GOVERNED_TYPES
 from modeldb.writer.log import EventLog
+from modeldb.writer.sync import run_sync
 from modeldb.writer.vault import Vault
 
 DEFAULT_MAX_BATCH = 10_000
@@ -66,7 +67,7 @@ class Writer:
 
     def seal_sync(self, stored: list[dict[str, Any]]) -> None:
         if self.vault is not None and any(f.get("sensitive") for f in stored):
-            self.vault.seal_sync(stored)
+            run_sync(self.vault.seal(stored))
             _check_sealed(stored)
 
     async def ingest(self, items: Sequence[Any], actor: str, *, governed: bool = True) -> list[int]:

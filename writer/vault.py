@@ -18,20 +18,21 @@ table beside the read model — the one place in ModelDB where a row is deleted 
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import secrets
 import sqlite3
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from modeldb.event_schema.sensitive import split_path
 
@@ -96,17 +97,24 @@ class SqliteKeyStore(KeyStore):
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS data_keys (key_id TEXT PRIMARY KEY, "
-                       "entity TEXT NOT NULL, wrapped BLOB, created_at REAL NOT NULL, "
-                       "destroyed_at REAL)")
-            db.execute("CREATE INDEX IF NOT EXISTS data_keys_entity ON data_keys (entity)")
+        self._ready = False  # the file is made on first use: most homes never mark a value
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        if not self._ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA secure_delete = ON")
-        return db
+        try:
+            db.execute("PRAGMA secure_delete = ON")
+            if not self._ready:
+                db.execute("CREATE TABLE IF NOT EXISTS data_keys (key_id TEXT PRIMARY KEY, "
+                           "entity TEXT NOT NULL, wrapped BLOB, created_at REAL NOT NULL, "
+                           "destroyed_at REAL)")
+                db.execute("CREATE INDEX IF NOT EXISTS data_keys_entity ON data_keys (entity)")
+                self._ready = True
+            yield db
+        finally:
+            db.close()
 
     async def active_keys(self, entities: Sequence[str], make: MakeKey) -> dict[str, DataKey]:
         with self._connect() as db:
@@ -220,8 +228,6 @@ class Vault:
     shreds an entity's keys."""
 
     def __init__(self, store: KeyStore, server_key: bytes):
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         self.store = store
         self._kek = AESGCM(hashlib.sha256(b"modeldb-data-keys\n" + server_key).digest())
 
@@ -239,8 +245,6 @@ class Vault:
         if not marked:
             return
         keys = await self.store.active_keys(sorted({f["aggregate"]["id"] for f in marked}), self._new_key)
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         for form in marked:
             key = keys[form["aggregate"]["id"]]
             cipher = AESGCM(self._unwrap(key.key_id, key.wrapped))
@@ -259,8 +263,6 @@ class Vault:
         if not tokens:
             return list(raws)
         alive = await self.store.fetch({key_id_of(t) for t in tokens})
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         ciphers = {kid: AESGCM(self._unwrap(kid, w)) for kid, w in alive.items()}
         return [self._reveal_one(raw, ciphers) if raw.get("sensitive") else raw for raw in raws]
 
@@ -278,12 +280,6 @@ class Vault:
 
     async def destroy(self, entity: str) -> list[str]:
         return await self.store.destroy(entity)
-
-    def reveal_sync(self, raws: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        return _run_sync(self.reveal(raws))
-
-    def seal_sync(self, forms: Sequence[dict[str, Any]]) -> None:
-        _run_sync(self.seal(forms))
 
 
 
@@ -307,15 +303,3 @@ def _sealed_values(raw: Mapping[str, Any]) -> list[str]:
             found.append(value)
     return found
 
-
-def _run_sync(coro: Any) -> Any:
-    """Run a coroutine from sync code, even where an event loop already runs (then in a
-    thread with a loop of its own)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
