@@ -76,25 +76,12 @@ def _train(original: Any, params: dict[str, Any], train_set: Any, *args: Any,
 def _fit(original: Any, estimator: Any, *args: Any, **kwargs: Any) -> Any:
     from modeldb.ingest_adapters import autolog_sklearn
 
-    features, targets = autolog_sklearn.data_arguments(original.function, args, kwargs)
-    with _patch.training_run(FRAMEWORK, type(estimator).__name__) as run:
-        if run is None:
-            return original(estimator, *args, **kwargs)
-        with _patch.guard(FRAMEWORK):
-            run.log_params(_log.flat_params(estimator.get_params()))
-            _log.log_training_data(run, FRAMEWORK, features, targets)
-        result = original(estimator, *args, **kwargs)
-        with _patch.guard(FRAMEWORK):
-            _log.log_eval_history(run, estimator)
-            _log_best(run, estimator.best_iteration_, estimator.best_score_)
-            metrics = autolog_sklearn.training_metrics(estimator, features, targets,
-                                                       kwargs.get("sample_weight"))
-            if metrics:
-                run.log_metrics(metrics)
-            booster = estimator.booster_
-            _log.log_model(run, FRAMEWORK, _version(), booster, _saver(booster), "model.txt",
-                           _MEDIA_TYPE)
-    return result
+    def finish(run: modeldb.Run, fitted: Any) -> None:
+        _log_best(run, fitted.best_iteration_, fitted.best_score_)
+        booster = fitted.booster_
+        _log.log_model(run, FRAMEWORK, _version(), booster, _saver(booster), "model.txt", _MEDIA_TYPE)
+
+    return autolog_sklearn.boosting_fit(FRAMEWORK, original, estimator, args, kwargs, finish)
 
 
 def _log_best(run: modeldb.Run, best_iteration: int | None, best_score: Any) -> None:

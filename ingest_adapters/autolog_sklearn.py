@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -120,6 +120,28 @@ def log_pickled_model(run: modeldb.Run, estimator: Any, framework: str = FRAMEWO
 
     _log.log_model(run, framework, version or sklearn.__version__, estimator, save,
                    "model.pkl", _MEDIA_TYPE)
+
+
+def boosting_fit(framework: str, original: Any, estimator: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], finish: Callable[[modeldb.Run, Any], None]) -> Any:
+    """`fit` of a boosting library's scikit-learn estimator (XGBoost, LightGBM): params,
+    training data, per-iteration eval history and training metrics alike; `finish` logs
+    the best iteration and the model in the library's own format."""
+    features, targets = data_arguments(original.function, args, kwargs)
+    with _patch.training_run(framework, type(estimator).__name__) as run:
+        if run is None:
+            return original(estimator, *args, **kwargs)
+        with _patch.guard(framework):
+            run.log_params(_log.flat_params(estimator.get_params()))
+            _log.log_training_data(run, framework, features, targets)
+        result = original(estimator, *args, **kwargs)
+        with _patch.guard(framework):
+            _log.log_eval_history(run, estimator)
+            finish(run, estimator)
+            metrics = training_metrics(estimator, features, targets, kwargs.get("sample_weight"))
+            if metrics:
+                run.log_metrics(metrics)
+    return result
 
 
 def training_metrics(estimator: Any, features: Any, targets: Any,

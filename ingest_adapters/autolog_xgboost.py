@@ -79,24 +79,11 @@ def _train(original: Any, params: dict[str, Any], dtrain: Any, *args: Any, **kwa
 def _fit(original: Any, estimator: Any, *args: Any, **kwargs: Any) -> Any:
     from modeldb.ingest_adapters import autolog_sklearn
 
-    features, targets = autolog_sklearn.data_arguments(original.function, args, kwargs)
-    with _patch.training_run(FRAMEWORK, type(estimator).__name__) as run:
-        if run is None:
-            return original(estimator, *args, **kwargs)
-        with _patch.guard(FRAMEWORK):
-            run.log_params(_log.flat_params(estimator.get_params()))
-            _log.log_training_data(run, FRAMEWORK, features, targets)
-        result = original(estimator, *args, **kwargs)
-        with _patch.guard(FRAMEWORK):
-            _log.log_eval_history(run, estimator)
-            _log_best(run, estimator.get_booster())
-            metrics = autolog_sklearn.training_metrics(estimator, features, targets,
-                                                       kwargs.get("sample_weight"))
-            if metrics:
-                run.log_metrics(metrics)
-            _log.log_model(run, FRAMEWORK, _version(), estimator, _saver(estimator),
-                           "model.ubj", _MEDIA_TYPE)
-    return result
+    def finish(run: modeldb.Run, fitted: Any) -> None:
+        _log_best(run, fitted.get_booster())
+        _log.log_model(run, FRAMEWORK, _version(), fitted, _saver(fitted), "model.ubj", _MEDIA_TYPE)
+
+    return autolog_sklearn.boosting_fit(FRAMEWORK, original, estimator, args, kwargs, finish)
 
 
 def _log_best(run: modeldb.Run, booster: Any) -> None:
