@@ -28,7 +28,6 @@ from urllib.parse import urlsplit, urlunsplit
 from modeldb.infra import launcher
 from modeldb.writer.sync import run_sync
 
-
 ENV_KAFKA = "MODELDB_TEST_KAFKA"
 ENV_POSTGRES = "MODELDB_TEST_POSTGRES"
 ENV_NEO4J = "MODELDB_TEST_NEO4J"
