@@ -16,6 +16,32 @@ export function setToken(value) {
   if (value) localStorage.setItem(TOKEN_KEY, value); else localStorage.removeItem(TOKEN_KEY);
 }
 
+/** A download link for an artifact. A plain link cannot carry a bearer token, so with one set
+ * the click fetches the bytes with the header and saves them from memory instead. */
+export function artifactLink(digest, name, label = name || 'artifact') {
+  const href = `/api/v1/artifacts/${encodeURIComponent(digest)}`;
+  const a = h('a', {href, download: name || ''}, label);
+  a.addEventListener('click', event => {
+    if (!token()) return;  // no token: the browser streams the file itself
+    event.preventDefault();
+    saveWithToken(href, name || digest).then(
+      () => a.removeAttribute('aria-invalid'),
+      err => { a.setAttribute('aria-invalid', 'true'); a.title = `download failed: ${err.message}`; });
+  });
+  return a;
+}
+
+async function saveWithToken(href, name) {
+  const response = await fetch(href, {headers: {authorization: `Bearer ${token()}`}});
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const url = URL.createObjectURL(await response.blob());
+  const save = h('a', {href: url, download: name, hidden: true});
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 export class GraphQLFailure extends Error {
   constructor(errors, data) {
     super(errors.map(e => e.message).join('; '));

@@ -1,6 +1,6 @@
 // The model registry: models, versions, stages and aliases, lock levels and rules, pending
 // transition requests with approve / reject (as the "acting as" user), and transitions.
-import {gql, actingAs, h, clear, errorBox, showError, fmtTime, badge, link, runNode, versionNode} from './api.js';
+import {gql, actingAs, artifactLink, h, clear, errorBox, showError, fmtTime, badge, link, runNode, versionNode} from './api.js';
 
 const STAGES = ['None', 'Staging', 'Production', 'Archived'];
 
@@ -131,8 +131,7 @@ async function showModel(body, name, error, note, reload) {
           h('td', {}, badge(v.stage)),
           h('td', {}, v.aliases.map(a => h('span', {class: 'tag'}, a))),
           h('td', {}, v.run ? h('a', {href: `#/run/${encodeURIComponent(v.run.id)}`}, 'run') : '',
-            v.artifact ? [' · ', h('a', {href: `/api/v1/artifacts/${encodeURIComponent(v.artifact.digest)}`, download: v.artifact.name || ''},
-              v.artifact.name || 'artifact')] : '', v.sourceUri ? h('code', {class: 'small'}, v.sourceUri) : ''),
+            v.artifact ? [' · ', artifactLink(v.artifact.digest, v.artifact.name)] : '', v.sourceUri ? h('code', {class: 'small'}, v.sourceUri) : ''),
           h('td', {}, fmtTime(v.createdAt)),
           h('td', {}, v.deployments.map(d => h('span', {class: 'tag'}, `${d.environment?.name || d.id}: ${d.status}`))),
           h('td', {}, h('a', {href: link('lineage', {id: versionNode(m.name, v.version)})}, 'Lineage'), ' · ',

@@ -1,6 +1,6 @@
 // One run: params, tags, latest metrics, charts over steps (downsampled by the server),
 // artifacts, inputs/outputs, code and environment; polled while the run is RUNNING.
-import {gql, GraphQLFailure, h, clear, errorBox, showError, fmtNum, fmtTime, duration, badge, link, runNode} from './api.js';
+import {gql, GraphQLFailure, artifactLink, h, clear, errorBox, showError, fmtNum, fmtTime, duration, badge, link, runNode} from './api.js';
 import {lineChart} from './charts.js';
 
 export const MAX_POINTS = 500;
@@ -46,7 +46,7 @@ export function entityLink(e) {
   if (e.kind === 'Run') return h('a', {href: `#/run/${encodeURIComponent(e.id)}`}, label);
   const node = `${e.kind.toLowerCase()}:${e.id}`;
   return h('span', {}, h('a', {href: link('lineage', {id: node})}, label),
-    e.kind === 'Artifact' ? [' ', h('a', {href: `/api/v1/artifacts/${encodeURIComponent(e.id)}`, download: e.name || ''}, 'download')] : '');
+    e.kind === 'Artifact' ? [' ', artifactLink(e.id, e.name, 'download')] : '');
 }
 
 function kvTable(items, caption, numeric = false) {
@@ -122,7 +122,7 @@ export async function runPage(view, ctx) {
           : h('p', {class: 'muted'}, 'No metrics.')),
       h('section', {class: 'panel', 'aria-labelledby': 'art-h'}, h('h2', {id: 'art-h', style: 'margin-top:0'}, 'Artifacts'),
         run.artifacts.length ? h('ul', {class: 'plain'}, run.artifacts.map(a => h('li', {},
-          h('a', {href: `/api/v1/artifacts/${encodeURIComponent(a.digest)}`, download: a.name}, a.name),
+          artifactLink(a.digest, a.name),
           ` · ${a.kind} · ${bytes(a.size)} `, h('code', {class: 'small muted'}, a.digest.slice(0, 19))))) : h('p', {class: 'muted'}, 'No artifacts.'),
         h('h3', {}, 'Inputs'), run.inputs.length ? h('ul', {class: 'plain', id: 'inputs'}, run.inputs.map(e => h('li', {}, `${e.kind}: `, entityLink(e)))) : h('p', {class: 'muted'}, 'None.'),
         h('h3', {}, 'Outputs'), run.outputs.length ? h('ul', {class: 'plain'}, run.outputs.map(e => h('li', {}, `${e.kind}: `, entityLink(e)))) : h('p', {class: 'muted'}, 'None.')),
