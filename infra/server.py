@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import getpass
 import os
-import threading
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -54,6 +55,16 @@ def principal_of(request: Request) -> Principal:
 def local_actor(request: Request) -> str:
     # The embedded default has one user: whoever runs the server (see principal_of).
     return principal_of(request).name
+
+
+def _start_demo(url: str, authorization: str) -> subprocess.Popen[bytes]:
+    """`modeldb demo` as a child process (the SDK's client is process-global state), acting
+    with the token of whoever pressed the button, so it works in token mode too."""
+    env = dict(os.environ)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        env["MODELDB_TOKEN"] = token.strip()
+    return subprocess.Popen([sys.executable, "-m", "modeldb.infra.cli", "demo", "--url", url], env=env)
 
 
 def create_app(
@@ -116,18 +127,15 @@ def create_app(
         return JSONResponse(await make_checkpoint(s.audit, s.key))
 
     if ingest:
-        demo_runs: list[threading.Thread] = []
+        demo_runs: list[subprocess.Popen[bytes]] = []
 
         @app.post("/api/v1/demo", status_code=202)
         async def load_demo(request: Request) -> JSONResponse:
             """Train the demo models into this server (the UI's "Load demo data" button)."""
-            if demo_runs and demo_runs[-1].is_alive():
+            if demo_runs and demo_runs[-1].poll() is None:
                 return JSONResponse({"status": "already running"}, 409)
-            from modeldb.infra.demo import run_demo
-
-            url = str(request.base_url).rstrip("/")
-            demo_runs.append(threading.Thread(target=run_demo, args=(url,), daemon=True))
-            demo_runs[-1].start()
+            demo_runs.append(_start_demo(str(request.base_url).rstrip("/"),
+                                         request.headers.get("authorization", "")))
             return JSONResponse({"status": "started"}, 202)
 
         app.include_router(ingest_router(

@@ -42,6 +42,14 @@ async function saveWithToken(href, name) {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
+/** Who the request acts as: the saved token, or the user named in the header bar. */
+export function identityHeaders() {
+  const headers = {};
+  if (actingAs()) headers['x-modeldb-user'] = actingAs();
+  if (token()) headers.authorization = `Bearer ${token()}`;
+  return headers;
+}
+
 export class GraphQLFailure extends Error {
   constructor(errors, data) {
     super(errors.map(e => e.message).join('; '));
@@ -52,10 +60,7 @@ export class GraphQLFailure extends Error {
 
 /** POST a GraphQL document; answers `data`, throws GraphQLFailure carrying the API's messages. */
 export async function gql(query, variables = {}) {
-  const headers = {'content-type': 'application/json'};
-  const user = actingAs();
-  if (user) headers['x-modeldb-user'] = user;
-  if (token()) headers.authorization = `Bearer ${token()}`;
+  const headers = {'content-type': 'application/json', ...identityHeaders()};
   let response;
   try {
     response = await fetch('/graphql', {method: 'POST', headers, body: JSON.stringify({query, variables})});

@@ -1,6 +1,6 @@
 // Projects, experiments and the runs table: the API's filter language, sortable and
 // selectable columns, cursor pagination (runs(first, after) + totalCount), selection → compare.
-import {gql, h, clear, errorBox, showError, fmtNum, fmtTime, duration, badge, link} from './api.js';
+import {gql, identityHeaders, h, clear, errorBox, showError, fmtNum, fmtTime, duration, badge, link} from './api.js';
 
 const COLUMNS_KEY = 'modeldb.columns';
 const selected = new Map();  // run id → name, kept across pages and filters for "compare"
@@ -170,7 +170,7 @@ export async function runsPage(view, ctx) {
     const button = h('button', {type: 'button', id: 'demo', class: 'primary', onclick: async () => {
       button.disabled = true;
       button.textContent = 'Training…';
-      const r = await fetch('/api/v1/demo', {method: 'POST'});
+      const r = await fetch('/api/v1/demo', {method: 'POST', headers: identityHeaders()});
       if (!r.ok && r.status !== 409) { button.textContent = `Demo failed (HTTP ${r.status})`; return; }
       for (let i = 0; i < 90 && ctx.current(); i++) {
         await new Promise(res => setTimeout(res, 2000));
