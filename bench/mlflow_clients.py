@@ -100,7 +100,8 @@ def hotpath(which: str, url: str, calls: int, drain_wait: float = 60.0) -> dict[
             t0 = clock()
             log("loss", 0.5, step)
             samples[step] = clock() - t0
-        queued = len(_client.current().queue) // 6  # records are flat 6-slot tuples
+        points = _client.current().points  # points are written into chunks, see modeldb._batch
+        queued = points.queued + points.chunk.n  # not yet taken by the worker
         rss_logged = _rss_mb()
         t0 = clock()
         delivered = modeldb.flush(600)
@@ -147,10 +148,16 @@ def hotpath(which: str, url: str, calls: int, drain_wait: float = 60.0) -> dict[
 # ---------------------------------------------------------------- scenario 2: ingest
 
 
+_http: Any = None
+
+
 def _graphql(url: str, query: str, **variables: Any) -> dict[str, Any]:
+    global _http
     import httpx
 
-    r = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=120)
+    if _http is None:  # one keep-alive connection, as any client polling would use (a new
+        _http = httpx.Client(timeout=120)  # httpx client per poll costs ~30 ms of TLS setup)
+    r = _http.post(f"{url}/graphql", json={"query": query, "variables": variables})
     body = r.json()
     if body.get("errors"):
         raise RuntimeError(f"GraphQL error: {body['errors']}")

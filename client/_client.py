@@ -20,7 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from modeldb import _settings
-from modeldb._batch import EVENT, FLUSH, MARKED_EVENT, MARKERS, SLOTS_PER_POINT, Batcher, Item, take
+from modeldb._batch import (
+    CHUNK_POINTS,
+    EVENT,
+    FLUSH,
+    MARKED_EVENT,
+    MARKERS,
+    SLOTS_PER_POINT,
+    Batcher,
+    Item,
+    PointBuffer,
+    take,
+)
 from modeldb._data import file_digest
 from modeldb._errors import ConfigError, RequestRejected, ServerUnavailable, TransportError
 from modeldb._spool import Spool
@@ -38,6 +49,7 @@ class Client:
         self.queue: deque[Any] = deque()  # flat records, see _batch
         self.sources: dict[str, str] = {}  # run id → its events' source, when not "sdk"
         self.max_slots = options.max_queue * SLOTS_PER_POINT
+        self.points = PointBuffer(self.queue, min(CHUNK_POINTS, options.max_queue))  # log_metric's
         self.spool = Spool(options.spool_dir / target.key, target.url)
         self.guard = threading.Lock()
         self.taking = threading.Lock()  # one reader of the queue at a time (see _batch.take)
@@ -51,7 +63,7 @@ class Client:
     # -- the queue ---------------------------------------------------------------------------
 
     def put(self, item: Item) -> None:
-        self.queue.extend(item)
+        self.points.put(item)  # behind the points logged before it
         if len(self.queue) > self.max_slots or self.closed:
             # Closed (at exit, say): no worker any more, so straight to the spool.
             self.spill(everything=self.closed)
@@ -69,13 +81,16 @@ class Client:
         bounded without blocking on the network when the worker cannot keep up."""
         # Someone else is taking from the queue right now: let the queue run over its bound
         # for a moment rather than wait, unless it is twice over (a hard bound on memory).
-        if not self.taking.acquire(blocking=everything or len(self.queue) > 2 * self.max_slots):
+        over = len(self.queue) > 2 * self.max_slots or self.points.queued > 2 * self.options.max_queue
+        if not self.taking.acquire(blocking=everything or over):
             return
         try:
             batch = Batcher(self.options, self.guard, self.worker.set_aside_invalid, self.sources)
             markers: list[Item] = []
             keep = 0 if everything else self.max_slots // 2
-            while len(self.queue) > keep:
+            if everything:
+                self.points.flush()
+            while len(self.queue) > keep or self.points.queued > keep // SLOTS_PER_POINT:
                 records = take(self.queue, 10_000)
                 if not records:
                     break

@@ -37,6 +37,7 @@ _PER_EVENT = 1000  # ParamsLogged and TagsSet hold at most 1000 keys each
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 _STATUSES = ("FINISHED", "FAILED", "KILLED")
 _SOURCE_MAX = 100  # the envelope's limit
+_INT64 = 1 << 63
 
 _active: contextvars.ContextVar[Run | None] = contextvars.ContextVar("modeldb_run", default=None)
 
@@ -84,8 +85,8 @@ class Run:
     """One run. Also a context manager: FINISHED on normal exit, FAILED on an exception
     (KILLED on KeyboardInterrupt), and the exception propagates."""
 
-    __slots__ = ("_attached", "_client", "_ended", "_limit", "_previous", "_put", "_queue",
-                 "_sampler", "id", "name", "source")
+    __slots__ = ("_attached", "_client", "_ended", "_limit", "_max_points", "_points", "_previous",
+                 "_queue", "_sampler", "id", "name", "source")
 
     def __init__(self, client: Client, run_id: str, name: str | None, source: str = "sdk") -> None:
         self.id = run_id
@@ -93,8 +94,9 @@ class Run:
         self.source = source
         self._client = client
         self._queue = client.queue
-        self._put = client.queue.extend  # one record, atomically; see _batch
+        self._points = client.points  # where points are written; see _batch
         self._limit = client.max_slots
+        self._max_points = client.options.max_queue
         self._ended = False
         self._previous: Run | None = None
         self._sampler: SystemSampler | None = None
@@ -121,16 +123,67 @@ class Run:
         """Record one point; `timestamp` in epoch milliseconds (default now), step 0."""
         if type(value) is not float:
             value = _number(key, value)
-        # 0 is _batch.METRIC; a literal spares a global lookup on every call.
-        self._put((0, self.id, key, value, step,
-                   int(_time() * 1000) if timestamp is None else int(timestamp)))
-        if len(self._queue) > self._limit:
+        stamp = int(_time() * 1000) if timestamp is None else int(timestamp)
+        if step is None:
+            step = 0
+        elif type(step) is not int:
+            return self._put_record((0, self.id, key, value, step, stamp))  # 0 is _batch.METRIC
+        # Written in place (see _batch.PointBuffer): nothing allocated here outlives the call.
+        points = self._points
+        with points.lock:
+            chunk = points.chunk
+            n = chunk.n
+            try:
+                chunk.steps[n] = step
+                chunk.stamps[n] = stamp
+            except OverflowError:  # beyond int64: the record path, whose validation names it
+                full = False
+            else:
+                chunk.values[n] = value
+                chunk.keys[n] = key
+                chunk.runs[n] = self.id
+                chunk.n = n = n + 1
+                full = n == chunk.capacity
+                if full:
+                    points.seal()
+                else:
+                    return None
+        if not full:
+            return self._put_record((0, self.id, key, value, step, stamp))
+        if points.queued > self._max_points or len(self._queue) > self._limit:
             self._client.spill()
+        return None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         values = {k: v if type(v) is float else _number(k, v) for k, v in metrics.items()}
-        self._put((1, self.id, values, step, int(_time() * 1000)))  # 1 is _batch.METRICS
-        if len(self._queue) > self._limit:
+        stamp = int(_time() * 1000)
+        if step is None:
+            step = 0
+        if type(step) is not int or not -_INT64 <= step < _INT64 or not values:
+            return self._put_record((1, self.id, values, step, stamp))  # 1 is _batch.METRICS
+        points, run_id = self._points, self.id
+        sealed = False
+        with points.lock:
+            for key, value in values.items():
+                chunk = points.chunk
+                n = chunk.n
+                chunk.steps[n] = step
+                chunk.stamps[n] = stamp
+                chunk.values[n] = value
+                chunk.keys[n] = key
+                chunk.runs[n] = run_id
+                chunk.n = n = n + 1
+                if n == chunk.capacity:
+                    points.seal()
+                    sealed = True
+        if sealed and (points.queued > self._max_points or len(self._queue) > self._limit):
+            self._client.spill()
+        return None
+
+    def _put_record(self, record: tuple[Any, ...]) -> None:
+        """A point as a queue record (an unusual step, say), behind the points before it."""
+        self._points.put(record)
+        if len(self._queue) > self._limit or self._points.queued > self._max_points:
             self._client.spill()
 
     # -- params, tags ------------------------------------------------------------------------

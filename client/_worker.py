@@ -68,6 +68,7 @@ class Worker:
         self.offline_until = 0.0  # 0: online; else monotonic time of the next probe
         self._probe_delay = PROBE_MIN
         self._warned: set[str] = set()
+        self._open_chunk: tuple[Any, float] | None = None  # the chunk seen partly written, when
         self.delivered = self.spooled = self.rejected = 0  # events, for tests and curiosity
 
     # -- control, from other threads --------------------------------------------------------
@@ -77,7 +78,7 @@ class Worker:
 
     def marker(self, kind: int) -> Waiter:
         waiter = Waiter()
-        self.client.queue.extend((kind, waiter))
+        self.client.points.put((kind, waiter))  # behind every point logged so far
         self.wake.set()
         return waiter
 
@@ -134,6 +135,8 @@ class Worker:
             self._ship()
         if queue:
             return False
+        if self._seal_idle_points():
+            return False
         if (self.spool.maybe_pending or self.spool.maybe_blobs) and self._probe_due():
             self._resend_spool()
         wait = IDLE_POLL
@@ -142,6 +145,25 @@ class Worker:
             wait = min(wait, self.options.batch_interval - age)
         self.wake.wait(max(wait, 0.001))
         return False
+
+    def _seal_idle_points(self) -> bool:
+        """Queue the points of a partly written chunk once it has waited `batch_interval`
+        (a full chunk goes by itself); True when it did. Not sooner: while a loop is
+        logging, each chunk would hold a few points and a new one be needed."""
+        points = self.client.points
+        chunk = points.chunk
+        if not chunk.n:
+            self._open_chunk = None
+            return False
+        now = time.monotonic()
+        if self._open_chunk is None or self._open_chunk[0] is not chunk:
+            self._open_chunk = (chunk, now)
+            return False
+        if now - self._open_chunk[1] < self.options.batch_interval:
+            return False
+        points.flush()
+        self._open_chunk = None
+        return True
 
     def _ship(self, force: bool = False) -> bool:
         """Deliver the current batch; True when nothing of it (or before it) is still owed."""

@@ -224,6 +224,9 @@ def stored_form(raw: Mapping[str, Any], *, actor: str, recorded_at: datetime) ->
     Keeping the sent version (not the upcast one) means the log holds what the producer
     said; projections upcast on every read.
     """
+    fast = _metrics_form(raw, actor, recorded_at)
+    if fast is not None:
+        return fast
     event = decode(raw)
     spec = EVENT_TYPES[event.type]
     version = raw.get("schema_version", spec.version)
@@ -245,6 +248,69 @@ def stored_form(raw: Mapping[str, Any], *, actor: str, recorded_at: datetime) ->
     if event.sensitive:
         form["sensitive"] = list(event.sensitive)
     return form
+
+
+_POINT_KEYS = frozenset({"key", "value", "step", "timestamp"})
+_POINT_KEYS_NO_STEP = frozenset({"key", "value", "timestamp"})
+_INT64 = 1 << 63
+_KEY_MAX = 250  # types.Key
+_POINTS_MAX = 10_000  # types.MetricsLogged.points
+
+
+def _metrics_form(raw: Any, actor: str, recorded_at: datetime) -> dict[str, Any] | None:
+    """The stored form of a current-version MetricsLogged whose points are plainly valid,
+    built without a pydantic object per point (the ingest hot path: ~4 us a point that way).
+
+    Only what pydantic would accept and dump unchanged takes this path: each point exactly
+    {key, value, step?, timestamp} with a str key of 1..250 characters, a finite float value
+    and int step and timestamp; the envelope is checked by the same functions as decode's.
+    Anything else returns None and goes through decode, which names the error. A test
+    checks both paths give the same form.
+    """
+    if type(raw) is not dict or raw.get("type") != "MetricsLogged" or "sensitive" in raw:
+        return None
+    payload = raw.get("payload")
+    if type(payload) is not dict or len(payload) != 1:
+        return None
+    points = payload.get("points")
+    if type(points) is not list or not 0 < len(points) <= _POINTS_MAX:
+        return None
+    event_id, spec, version, aggregate = _check_envelope(raw)
+    if version != spec.version:
+        return None
+    out = []
+    append = out.append
+    for p in points:
+        if type(p) is not dict:
+            return None
+        keys = p.keys()
+        if keys == _POINT_KEYS:
+            step = p["step"]
+        elif keys == _POINT_KEYS_NO_STEP:
+            step = 0
+        else:
+            return None
+        key, value, timestamp = p["key"], p["value"], p["timestamp"]
+        if not (type(key) is str and 0 < len(key) <= _KEY_MAX and type(value) is float
+                and value - value == 0.0 and type(step) is int and -_INT64 <= step < _INT64
+                and type(timestamp) is int and -_INT64 <= timestamp < _INT64):
+            return None
+        append({"key": key, "value": value, "step": step, "timestamp": timestamp})
+    occurred_at = _parse_time(raw.get("occurred_at"), "occurred_at")
+    source = _source(raw.get("source", "sdk"))
+    if raw.get("recorded_at"):
+        _parse_time(raw["recorded_at"], "recorded_at")  # checked as decode does; replaced
+    return {
+        "event_id": event_id,
+        "type": spec.name,
+        "schema_version": version,
+        "aggregate": {"kind": aggregate.kind, "id": aggregate.id},
+        "occurred_at": _iso(occurred_at),
+        "recorded_at": _iso(recorded_at),
+        "actor": actor,
+        "source": source,
+        "payload": {"points": out},
+    }
 
 
 def parse_body(body: bytes) -> list[Any]:

@@ -19,7 +19,9 @@ Key = Annotated[str, Field(min_length=1, max_length=250)]
 Name = Annotated[str, Field(min_length=1, max_length=500)]
 EntityId = Annotated[str, Field(min_length=1, max_length=700)]  # as long as an aggregate id
 Text = Annotated[str, Field(max_length=8000)]
-Scalar = str | int | float | bool
+# The log's JSON encoder (orjson) and the databases hold 64-bit integers: larger ones are refused here.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Scalar = str | Int64 | float | bool
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 Stage = Literal["None", "Staging", "Production", "Archived"]
@@ -77,8 +79,8 @@ class ParamsLogged(Payload):
 class MetricPoint(Payload):
     key: Key
     value: float
-    step: int = 0
-    timestamp: int  # epoch milliseconds, as training code and MLflow report them
+    step: Int64 = 0
+    timestamp: Int64  # epoch milliseconds, as training code and MLflow report them
 
     @field_serializer("value")
     def _finite_or_name(self, value: float) -> float | str:
@@ -93,8 +95,8 @@ class MetricsLoggedV1(Payload):
 
     key: Key
     value: float
-    step: int = 0
-    timestamp: int
+    step: Int64 = 0
+    timestamp: Int64
 
 
 class MetricsLogged(Payload):

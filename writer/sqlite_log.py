@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only: DELETE refused'); END;
 """
 _POLL_SECONDS = 0.05  # how often a subscriber looks for events written by other processes
+# At most this many body bytes of the newest events are kept for the next reader (see
+# _Recent): ~110,000 metric points, one full SDK batch (their decoded form takes ~10x the
+# bytes). Usually far fewer are: an event goes once every subscriber here has read it.
+RECENT_BYTES = 8 * 1024 * 1024
 
 
 class SQLiteEventLog(AggregateLog):
@@ -59,6 +64,8 @@ class SQLiteEventLog(AggregateLog):
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
         self._appended: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._recent = _Recent(RECENT_BYTES)
+        self._subscriptions: weakref.WeakSet[_SQLiteSubscription] = weakref.WeakSet()
 
     # -- appending --------------------------------------------------------------------------
 
@@ -151,12 +158,31 @@ class SQLiteEventLog(AggregateLog):
     # -- reading ----------------------------------------------------------------------------
 
     def read_sync(self, after: int = 0, limit: int = 10_000) -> list[RecordedEvent]:
+        """Events after `after`, in order. Every projection of this process reads the same new
+        events soon after one another: the newest are kept (with their decoded form, once
+        someone decoded them), so each is parsed and validated once, not once per projection."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT position, body FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (after, limit),
-            ).fetchall()
-        return [RecordedEvent(position=p, raw=orjson.loads(b)) for p, b in rows]
+            events = self._recent.run(after, limit)
+            if len(events) < limit:
+                last = events[-1].position if events else after
+                rows = self._db.execute(
+                    "SELECT position, body FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                    (last, limit - len(events)),
+                ).fetchall()
+                if rows:
+                    kept = self._recent.events
+                    fresh = [kept[p][0] if p in kept else RecordedEvent(position=p, raw=orjson.loads(b))
+                             for p, b in rows]
+                    self._recent.add(fresh, [len(b) for _, b in rows])
+                    events += fresh
+            if events:
+                self._recent.drop_read(self._read_by_all(events[-1].position))
+        return events
+
+    def _read_by_all(self, reader_at: int) -> int:
+        """The position every subscriber of this process has read up to (the caller of a
+        read, or a reader without subscription, counts as at `reader_at`)."""
+        return min([s._position for s in list(self._subscriptions)] + [reader_at])
 
     def read_aggregate_sync(self, aggregate: Aggregate) -> list[RecordedEvent]:
         with self._lock:
@@ -181,7 +207,9 @@ class SQLiteEventLog(AggregateLog):
         return {"position": await asyncio.to_thread(self.head_sync)}
 
     def subscribe(self, group: str, checkpoint: Checkpoint | None) -> Subscription:
-        return _SQLiteSubscription(self, (checkpoint or {}).get("position", 0))
+        subscription = _SQLiteSubscription(self, (checkpoint or {}).get("position", 0))
+        self._subscriptions.add(subscription)
+        return subscription
 
     def _waiter(self) -> asyncio.Event:
         event = asyncio.Event()
@@ -224,8 +252,55 @@ class _SQLiteSubscription(Subscription):
         return self._position >= await asyncio.to_thread(self._log.head_sync)
 
     async def close(self) -> None:
+        self._log._subscriptions.discard(self)
         if self._wake is not None:
             self._log._appended = [w for w in self._log._appended if w[1] is not self._wake]
+
+
+class _Recent:
+    """The newest events read, by position, up to `budget` body bytes; the oldest go first.
+
+    Shared RecordedEvents are safe: they, their raw form and their decoded Event are never
+    changed after creation (a projection that reveals sealed values builds new ones).
+    Only events past the newest kept are added, so the dict stays in position order."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.events: dict[int, tuple[RecordedEvent, int]] = {}
+        self.size = 0
+        self.newest = 0
+
+    def run(self, after: int, limit: int) -> list[RecordedEvent]:
+        """The kept events at after+1, after+2, … up to the first position not kept."""
+        found: list[RecordedEvent] = []
+        get, position = self.events.get, after + 1
+        while len(found) < limit:
+            kept = get(position)
+            if kept is None:
+                break
+            found.append(kept[0])
+            position += 1
+        return found
+
+    def add(self, events: list[RecordedEvent], sizes: list[int]) -> None:
+        for event, size in zip(events, sizes, strict=True):
+            if event.position <= self.newest or size > self.budget:
+                continue
+            self.events[event.position] = (event, size)
+            self.newest = event.position
+            self.size += size
+        while self.size > self.budget:
+            oldest = next(iter(self.events))
+            self.size -= self.events.pop(oldest)[1]
+
+    def drop_read(self, floor: int) -> None:
+        """Forget the events at or before `floor`: every reader is past them."""
+        events = self.events
+        while events:
+            oldest = next(iter(events))
+            if oldest > floor:
+                break
+            self.size -= events.pop(oldest)[1]
 
 
 def _row(event: Mapping[str, Any]) -> tuple[Any, ...]:

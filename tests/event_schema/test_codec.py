@@ -105,3 +105,16 @@ def test_uuid7_is_time_ordered_and_unique() -> None:
     ids = [uuid7() for _ in range(10_000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(i[14] == "7" for i in ids[:10])
+
+
+@pytest.mark.parametrize("point", [{"step": 2**63}, {"timestamp": -(2**63) - 1}])
+def test_integers_beyond_64_bits_are_refused_by_name(point: dict) -> None:
+    # The log's encoder and the databases hold 64-bit integers; Python's are unbounded, so an
+    # in-process producer (the embedded SDK) could otherwise pass validation and fail to append.
+    raw = {"event_id": uuid7(), "type": "MetricsLogged", "schema_version": 2,
+           "aggregate": {"kind": "run", "id": "r1"}, "occurred_at": "2024-01-01T00:00:00Z",
+           "payload": {"points": [{"key": "acc", "value": 0.5, "step": 1, "timestamp": 99} | point]}}
+    with pytest.raises(InvalidEvent, match=f"points.0.{next(iter(point))}"):
+        decode(raw)
+    raw["payload"]["points"][0] |= {"step": 2**63 - 1, "timestamp": -(2**63)}
+    assert decode(raw).payload.points[0].step == 2**63 - 1
