@@ -1,6 +1,6 @@
 """ModelDB's SDK: `init`, `start_run`, `attach_run`, `run.log_*`, `log_dataset`, `flush`,
-`aflush`, `search_runs`, `search`, `compare_runs`, `autolog`, and the registry: `register_model`, `set_stage`,
-`set_alias`.
+`aflush`, `search_runs`, `search`, `compare_runs`, `get_metric_history`, `autolog`, and the
+registry: `register_model`, `set_stage`, `set_alias`.
 
 Logging calls only enqueue; a background worker batches, sends, retries and spools.
 Imports `modeldb.event_schema`; the embedded transport also uses `modeldb.writer`,
@@ -34,6 +34,7 @@ from modeldb._errors import (
     TransportError,
     UnsupportedTransport,
 )
+from modeldb._history import MetricHistory, get_metric_history
 from modeldb._registry import ModelVersion, redact_run, register_model, set_alias, set_stage
 from modeldb._run import Artifact, Run, active_run, attach_run, log_dataset, start_run
 from modeldb._search import RunInfo, search, search_runs
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigError",
     "DatasetVersion",
     "InvalidArgument",
+    "MetricHistory",
     "ModelDBError",
     "ModelVersion",
     "QueryError",
@@ -59,6 +61,7 @@ __all__ = [
     "autolog",
     "compare_runs",
     "flush",
+    "get_metric_history",
     "init",
     "log_dataset",
     "redact_run",
