@@ -42,8 +42,10 @@ from modeldb.projectors.lineage import (
     GraphStore,
     LineageGraph,
     Node,
+    bounded_walk,
     check_lineage_args,
     graph_changes,
+    lineage_events,
 )
 from modeldb.writer.log import Batch, Checkpoint
 
@@ -167,7 +169,7 @@ class Neo4jGraph(Projection, GraphStore):
         if fresh:
             await _run(tx, _MARK_APPLIED, projection=self.name,
                        ids=sorted(e.raw["event_id"] for e in fresh))
-            await _write_changes(tx, graph_changes(e.event for e in fresh))
+            await _write_changes(tx, graph_changes(lineage_events(fresh)))
         if batch.checkpoint:
             await _run(tx, _SAVE_CHECKPOINT, projection=self.name, parts=[
                 {"part": part, "position": position} for part, position in batch.checkpoint.items()])
@@ -229,15 +231,16 @@ class Neo4jGraph(Projection, GraphStore):
         direction: Direction = "UPSTREAM",
         depth: int = 5,
         edge_kinds: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> LineageGraph:
-        check_lineage_args(direction, depth)
+        check_lineage_args(direction, depth, limit)
         # Only whitelisted kinds reach the query text; unknown ones match nothing, as in SQL.
         kinds = [k for k in EDGE_KINDS if not edge_kinds or k in edge_kinds]
         async with self._session() as session:
-            return await session.execute_read(_lineage, start, direction, depth, kinds)
+            return await session.execute_read(_lineage, start, direction, depth, kinds, limit)
 
 
-def lineage_cypher(direction: Direction, depth: int, kinds: Sequence[str]) -> str:
+def lineage_cypher(direction: Direction, depth: int, kinds: Sequence[str], capped: bool = False) -> str:
     """The one query behind `lineage`: the nodes within `depth` hops, each with its
     outgoing edges of the chosen kinds. Arguments must already be checked (see `lineage`).
 
@@ -248,6 +251,8 @@ def lineage_cypher(direction: Direction, depth: int, kinds: Sequence[str]) -> st
     level. The contract suite checks the plan, so a server that plans it otherwise is noticed.
     The answer comes back as one collected row: the Python driver spends far longer per
     record than the server spends per node, so thousands of records would triple the time.
+    `capped`: stop after `$cap` distinct nodes (whichever the expand meets first), and
+    answer null instead of the nodes when it did stop there (so, without reading their edges).
     """
     if not kinds or depth == 0:
         reach = "MATCH (n:Entity {id: $start})"
@@ -255,22 +260,64 @@ def lineage_cypher(direction: Direction, depth: int, kinds: Sequence[str]) -> st
         types = "|".join(kinds)
         arrow = f"-[:{types}*0..{depth}]->" if direction == "UPSTREAM" else f"<-[:{types}*0..{depth}]-"
         reach = f"MATCH (s:Entity {{id: $start}}) MATCH (s){arrow}(n) WITH DISTINCT n"
-    out = f"[(n)-[r:{'|'.join(kinds)}]->(m) | [m.id, type(r)]]" if kinds else "[]"
-    return f"{reach} RETURN collect([n.id, n.kind, n.name, {out}]) AS nodes"
+        if capped:
+            return (f"{reach} LIMIT $cap WITH collect(n) AS reached RETURN CASE WHEN size(reached) < $cap "
+                    f"THEN [n IN reached | [n.id, n.kind, n.name, {_out(kinds)}]] END AS nodes")
+    return f"{reach} RETURN collect([n.id, n.kind, n.name, {_out(kinds)}]) AS nodes"
+
+
+def _out(kinds: Sequence[str]) -> str:
+    """Cypher for node `n`'s outgoing edges of the chosen kinds, as [target id, kind] pairs."""
+    return f"[(n)-[r:{'|'.join(kinds)}]->(m) | [m.id, type(r)]]" if kinds else "[]"
+
+
+def level_cypher(direction: Direction, kinds: Sequence[str]) -> str:
+    """One level of `bounded_walk`: the `$want` smallest ids one hop from `$frontier`, as one
+    collected row (one record per id would cost the driver more than the query)."""
+    arrow = f"-[:{'|'.join(kinds)}]->" if direction == "UPSTREAM" else f"<-[:{'|'.join(kinds)}]-"
+    return (f"UNWIND $frontier AS id MATCH (:Entity {{id: id}}){arrow}(m:Entity) "
+            "WITH DISTINCT m.id AS found ORDER BY found LIMIT $want RETURN collect(found) AS found")
+
+
+def nodes_cypher(kinds: Sequence[str]) -> str:
+    """The nodes `$ids`, each with its outgoing edges of the chosen kinds to other nodes of
+    `$ids` (filtered here: fewer values for the driver to decode), as one collected row."""
+    out = f"[(n)-[r:{'|'.join(kinds)}]->(m) WHERE m.id IN $ids | [m.id, type(r)]]" if kinds else "[]"
+    return (f"UNWIND $ids AS id MATCH (n:Entity {{id: id}}) "
+            f"RETURN collect([n.id, n.kind, n.name, {out}]) AS nodes")
 
 
 async def _lineage(
-    tx: AsyncManagedTransaction, start: str, direction: Direction, depth: int, kinds: list[str]
+    tx: AsyncManagedTransaction, start: str, direction: Direction, depth: int, kinds: list[str],
+    limit: int | None,
 ) -> LineageGraph:
-    result = await tx.run(lineage_cypher(direction, depth, kinds), {"start": start})
-    found: list[list[Any]] = (await result.single(strict=True))["nodes"]
+    # One round trip answers whenever the whole reach fits the limit (most starts); only
+    # when it does not is the walk redone level by level, to pick the nearest nodes.
+    query = lineage_cypher(direction, depth, kinds, capped=limit is not None)
+    result = await tx.run(query, {"start": start, "cap": (limit or 0) + 1})
+    found: list[list[Any]] | None = (await result.single(strict=True))["nodes"]
+    truncated = False
+    if found is None:  # more than `limit` nodes within reach
+        async def step(frontier: list[str], seen: set[str], want: int | None) -> list[str]:
+            result = await tx.run(level_cypher(direction, kinds),
+                                  {"frontier": frontier, "want": (want or 0) + len(seen)})
+            found: list[str] = (await result.single(strict=True))["found"]
+            return found
+
+        walked, truncated = await bounded_walk(start, depth, limit, step)
+        result = await tx.run(nodes_cypher(kinds), {"ids": walked})
+        found = (await result.single(strict=True))["nodes"]
+    return _graph(found, truncated)
+
+
+def _graph(found: list[list[Any]], truncated: bool) -> LineageGraph:
     reached = {node_id for node_id, _, _, _ in found}
     nodes = [Node(node_id, kind, name) for node_id, kind, name, _ in found]
     # An edge is kept when both ends were returned, whatever the direction: as in SqlGraph.
     edges = {Edge(source, target, kind)
              for source, _, _, out in found for target, kind in out if target in reached}
     return LineageGraph(sorted(nodes, key=lambda n: n.id),
-                        sorted(edges, key=lambda e: (e.source, e.target, e.kind)))
+                        sorted(edges, key=lambda e: (e.source, e.target, e.kind)), truncated)
 
 
 async def _write_changes(tx: AsyncManagedTransaction, changes: GraphChanges) -> None:

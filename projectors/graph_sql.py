@@ -1,24 +1,28 @@
-"""The lineage graph in plain SQL tables, traversed with recursive CTEs (the embedded
-default; Neo4j holds the same graph at scale)."""
+"""The lineage graph in plain SQL tables (the embedded default; Neo4j holds the same graph
+at scale), traversed with a recursive CTE, or level by level when a node limit bounds it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
-from sqlalchemy import Boolean, Column, Index, MetaData, String, Table, bindparam, select, text
+import orjson
+from sqlalchemy import Boolean, Column, Index, MetaData, String, Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from modeldb.event_schema import RecordedEvent
 from modeldb.projectors.base import SqlProjection
-from modeldb.projectors.db import upsert
+from modeldb.projectors.db import is_postgres, upsert
 from modeldb.projectors.lineage import (
     Direction,
     Edge,
     GraphStore,
     LineageGraph,
     Node,
+    bounded_walk,
     check_lineage_args,
     graph_changes,
+    lineage_events,
 )
 
 metadata = MetaData()
@@ -45,7 +49,7 @@ class SqlGraph(SqlProjection, GraphStore):
     metadata = metadata
 
     async def apply_events(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
-        changes = graph_changes(e.event for e in events)
+        changes = graph_changes(lineage_events(events))
         real = [{"id": n.id, "kind": n.kind, "name": n.name, "placeholder": False}
                 for n in changes.nodes.values()]
         refs = [{"id": n.id, "kind": n.kind, "name": n.name, "placeholder": True}
@@ -63,56 +67,115 @@ class SqlGraph(SqlProjection, GraphStore):
         direction: Direction = "UPSTREAM",
         depth: int = 5,
         edge_kinds: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> LineageGraph:
-        check_lineage_args(direction, depth)
-        near, far = ("source", "target") if direction == "UPSTREAM" else ("target", "source")
+        check_lineage_args(direction, depth, limit)
         kinds = list(edge_kinds or [])
-        kind_filter = "AND e.kind IN :kinds" if kinds else ""
-        walk = text(f"""
-            WITH RECURSIVE walk(node, depth) AS (
-                SELECT CAST(:start AS VARCHAR(760)), 0
-                UNION
-                SELECT e.{far}, w.depth + 1
-                FROM graph_edges e JOIN walk w ON e.{near} = w.node
-                WHERE w.depth < :depth {kind_filter}
-            )
-            SELECT DISTINCT node FROM walk
-        """)
-        params: dict[str, object] = {"start": start, "depth": depth}
-        if kinds:
-            walk = walk.bindparams(bindparam("kinds", expanding=True))
-            params["kinds"] = kinds
         async with self.engine.connect() as conn:
-            visited = [row[0] for row in await conn.execute(walk, params)]
-            nodes = await _nodes(conn, visited)
+            ids = _IdSets(conn)
+            if limit is None:
+                visited, truncated = await _closure(conn, ids, start, direction, depth, kinds), False
+            else:
+                visited, truncated = await bounded_walk(
+                    start, depth, limit, partial(_step, conn, ids, direction, kinds))
+            nodes = await _nodes(conn, ids, visited)
             if not nodes:
                 return LineageGraph()
-            edges = await _edges_within(conn, visited, kinds)
-        return LineageGraph(nodes, edges)
+            edges = await _edges_within(conn, ids, visited, kinds)
+        return LineageGraph(nodes, edges, truncated)
 
 
-async def _nodes(conn: AsyncConnection, ids: list[str]) -> list[Node]:
-    found: list[Node] = []
-    for start in range(0, len(ids), 500):
-        rows = await conn.execute(
-            select(graph_nodes.c.id, graph_nodes.c.kind, graph_nodes.c.name)
-            .where(graph_nodes.c.id.in_(ids[start : start + 500]))
+class _IdSets:
+    """A list of strings as ONE bound parameter that SQL reads as a set (`col IN <set>`):
+    a JSON array through `json_each` on SQLite, an array on PostgreSQL. Unlike an expanding
+    IN, no statement grows with the list, needs chunking under the bound-parameter limits,
+    or costs SQLAlchemy a per-parameter compile on every call."""
+
+    def __init__(self, conn: AsyncConnection):
+        self.postgres = is_postgres(conn)
+
+    def set(self, name: str) -> str:
+        if self.postgres:
+            return f"(SELECT unnest(CAST(:{name} AS VARCHAR[])))"
+        return f"(SELECT value FROM json_each(:{name}))"
+
+    def param(self, values: Sequence[str]) -> object:
+        return list(values) if self.postgres else orjson.dumps(list(values)).decode()
+
+    def kind_filter(self, kinds: list[str], params: dict[str, object], alias: str = "") -> str:
+        if not kinds:
+            return ""
+        params["kinds"] = self.param(kinds)
+        return f"AND {alias}kind IN {self.set('kinds')}"
+
+
+async def _closure(conn: AsyncConnection, ids: _IdSets, start: str, direction: Direction, depth: int,
+                   kinds: list[str]) -> list[str]:
+    """Everything within `depth` hops, in one recursive query (no limit: nothing to stop for)."""
+    near, far = ("source", "target") if direction == "UPSTREAM" else ("target", "source")
+    params: dict[str, object] = {"start": start, "depth": depth}
+    kind_filter = ids.kind_filter(kinds, params, "e.")
+    walk = text(f"""
+        WITH RECURSIVE walk(node, depth) AS (
+            SELECT CAST(:start AS VARCHAR(760)), 0
+            UNION
+            SELECT e.{far}, w.depth + 1
+            FROM graph_edges e JOIN walk w ON e.{near} = w.node
+            WHERE w.depth < :depth {kind_filter}
         )
-        found.extend(Node(*row) for row in rows)
-    return sorted(found, key=lambda n: n.id)
+        SELECT DISTINCT node FROM walk
+    """)
+    return [row[0] for row in await conn.execute(walk, params)]
 
 
-async def _edges_within(conn: AsyncConnection, ids: list[str], kinds: list[str]) -> list[Edge]:
-    members = set(ids)
-    found: set[Edge] = set()
-    for start in range(0, len(ids), 500):
-        query = select(graph_edges).where(graph_edges.c.source.in_(ids[start : start + 500]))
-        if kinds:
-            query = query.where(graph_edges.c.kind.in_(kinds))
-        for source, target, kind in await conn.execute(query):
-            if target in members:
-                found.add(Edge(source, target, kind))
-    return sorted(found, key=lambda e: (e.source, e.target, e.kind))
+async def _step(conn: AsyncConnection, ids: _IdSets, direction: Direction, kinds: list[str],
+                frontier: list[str], seen: set[str], want: int | None) -> list[str]:
+    """One level of `bounded_walk`: the neighbours of `frontier`, smallest ids first.
+
+    A recursive CTE with a LIMIT cannot stop early (its UNION and the final DISTINCT see
+    the whole closure first), so the walk goes level by level and each level's query stops
+    after enough rows: `want` new ones plus however many seen ones may sort before them.
+    Ordered by code point, as Python and Neo4j order ids ("C" collation on PostgreSQL), so
+    that every store cuts a level at the same node."""
+    near, far = ("source", "target") if direction == "UPSTREAM" else ("target", "source")
+    params: dict[str, object] = {"frontier": ids.param(frontier)}
+    kind_filter = ids.kind_filter(kinds, params)
+    order = ""
+    if want is not None:
+        order = "ORDER BY node LIMIT :n"
+        params["n"] = want + len(seen)
+    collate = ' COLLATE "C"' if ids.postgres else ""
+    query = text(f"SELECT DISTINCT {far}{collate} AS node FROM graph_edges "
+                 f"WHERE {near} IN {ids.set('frontier')} {kind_filter} {order}")
+    return [row[0] for row in await conn.execute(query, params)]
+
+
+async def _nodes(conn: AsyncConnection, ids: _IdSets, members: list[str]) -> list[Node]:
+    # On SQLite, CROSS JOIN fixes the loop order: one primary-key probe per listed id.
+    query = ("SELECT id, kind, name FROM graph_nodes WHERE id IN (SELECT unnest(CAST(:ids AS VARCHAR[])))"
+             if ids.postgres else
+             "SELECT n.id, n.kind, n.name FROM json_each(:ids) AS j "
+             "CROSS JOIN graph_nodes AS n ON n.id = j.value")
+    rows = await conn.execute(text(query), {"ids": ids.param(members)})
+    return sorted((Node(*row) for row in rows), key=lambda n: n.id)
+
+
+async def _edges_within(conn: AsyncConnection, ids: _IdSets, members: list[str],
+                        kinds: list[str]) -> list[Edge]:
+    params: dict[str, object] = {"ids": ids.param(members)}
+    kind_filter = ids.kind_filter(kinds, params, "e.")
+    if ids.postgres:
+        query = (f"SELECT source, target, kind FROM graph_edges AS e WHERE source IN {ids.set('ids')} "
+                 f"AND target IN {ids.set('ids')} {kind_filter}")
+    else:
+        # The edges out of each member (by the primary key), kept when the target is a member
+        # too. `+` keeps SQLite from reading the target end through its index instead: for a
+        # hub that would mean every edge into it.
+        query = ("SELECT e.source, e.target, e.kind FROM json_each(:ids) AS j CROSS JOIN graph_edges AS e "
+                 f"ON e.source = j.value WHERE +e.target IN {ids.set('ids')} {kind_filter}")
+    rows = await conn.execute(text(query), params)
+    # Each stored edge comes once (the primary key): no dedupe.
+    return sorted((Edge(*row) for row in rows), key=lambda e: (e.source, e.target, e.kind))
 
 
 def sql_graph(engine: AsyncEngine) -> SqlGraph:

@@ -8,11 +8,11 @@ they cannot disagree about what the events mean. Every edge points from effect t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from modeldb.event_schema import Event
+from modeldb.event_schema import Event, RecordedEvent
 from modeldb.event_schema import types as t
 from modeldb.event_schema.nodes import node_id
 
@@ -37,6 +37,7 @@ class Edge:
 class LineageGraph:
     nodes: list[Node] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
+    truncated: bool = False  # the node limit cut the walk short: more nodes lie within reach
 
 
 @dataclass
@@ -60,6 +61,23 @@ class GraphChanges:
 
     def edge(self, source: str, target: str, kind: str) -> None:
         self.edges.add(Edge(source, target, kind))
+
+
+# The event types `graph_changes` draws nodes or edges from (checked against it by
+# tests/test_audit_report.py): the others need not even be decoded.
+LINEAGE_EVENT_TYPES = (
+    "ProjectCreated", "ExperimentCreated", "RunStarted", "ArtifactLogged", "CodeVersionRecorded",
+    "RunInputLogged", "RunOutputLogged", "DatasetCreated", "DatasetVersionCreated",
+    "RegisteredModelCreated", "ModelVersionCreated", "EnvironmentRegistered", "DeploymentRecorded",
+)
+_LINEAGE_TYPES = frozenset(LINEAGE_EVENT_TYPES)
+
+
+def lineage_events(events: Iterable[RecordedEvent]) -> Iterator[Event]:
+    """The decoded events that can change the graph. Most of a log (params, metrics, tags)
+    cannot, and decoding is most of a projector's cost, so those are skipped by their raw
+    type (upcasting changes payloads, never types)."""
+    return (e.event for e in events if e.raw["type"] in _LINEAGE_TYPES)
 
 
 def graph_changes(events: Iterable[Event]) -> GraphChanges:
@@ -120,14 +138,46 @@ def _add(g: GraphChanges, e: Event) -> None:
 
 
 MAX_DEPTH = 50  # the API clamps to the same bound
+DEFAULT_LIMIT = 1000  # nodes per answer the API returns unless asked for more
+MAX_LIMIT = 100_000  # the API clamps to this bound
 
 
-def check_lineage_args(direction: str, depth: int) -> None:
+def check_lineage_args(direction: str, depth: int, limit: int | None = None) -> None:
     """Both stores refuse the same bad arguments with the same messages."""
     if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= MAX_DEPTH:
         raise ValueError(f"depth must be an int from 0 to {MAX_DEPTH}, not {depth!r}")
     if direction not in ("UPSTREAM", "DOWNSTREAM"):
         raise ValueError(f"direction must be UPSTREAM or DOWNSTREAM, not {direction!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive int (or None for no limit), not {limit!r}")
+
+
+# `step(frontier, seen, want)`: the nodes one hop from `frontier`. With `want` set it may stop
+# early but must include the `want` smallest ids not in `seen`; it may return seen nodes too.
+Step = Callable[[list[str], set[str], "int | None"], Awaitable[Iterable[str]]]
+
+
+async def bounded_walk(start: str, depth: int, limit: int | None, step: Step) -> tuple[list[str], bool]:
+    """Breadth first from `start`, at most `limit` nodes (start included), nearest first and,
+    within the level the limit cuts, smallest ids first; so every store picks the same nodes.
+
+    Returns the nodes reached and whether the limit left reachable nodes out. Every level but
+    the last is complete, so a node's level is its true distance. Each level asks `step` for
+    at most one node more than still fits: the store never reads the whole closure."""
+    reached, seen, frontier = [start], {start}, [start]
+    for _ in range(depth):
+        if not frontier:
+            break
+        room = None if limit is None else limit - len(reached)
+        fresh = sorted({n for n in await step(frontier, seen, None if room is None else room + 1)
+                        if n not in seen})
+        if room is not None and len(fresh) > room:
+            reached.extend(fresh[:room])
+            return reached, True
+        reached.extend(fresh)
+        seen.update(fresh)
+        frontier = fresh
+    return reached, False
 
 
 class GraphStore(ABC):
@@ -140,5 +190,9 @@ class GraphStore(ABC):
         direction: Direction = "UPSTREAM",
         depth: int = 5,
         edge_kinds: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> LineageGraph:
-        """The start node and every node within `depth` hops, with the edges between them."""
+        """The start node and every node within `depth` hops, with the edges between them.
+
+        With `limit`, at most that many nodes, chosen as `bounded_walk` does, and
+        `truncated` set when more were within reach."""

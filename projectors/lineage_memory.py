@@ -15,23 +15,18 @@ from collections.abc import Iterable, Sequence
 
 from modeldb.event_schema import Event
 from modeldb.projectors.lineage import (
+    LINEAGE_EVENT_TYPES,
     Direction,
     Edge,
     GraphStore,
     LineageGraph,
     Node,
+    bounded_walk,
     check_lineage_args,
     graph_changes,
 )
 
-# The event types `graph_changes` draws nodes or edges from (checked against it by
-# tests/test_audit_report.py): a rebuild reads only these from the audit store.
-LINEAGE_EVENT_TYPES = (
-    "ProjectCreated", "ExperimentCreated", "RunStarted", "ArtifactLogged", "CodeVersionRecorded",
-    "RunInputLogged", "RunOutputLogged", "DatasetCreated", "DatasetVersionCreated",
-    "RegisteredModelCreated", "ModelVersionCreated", "EnvironmentRegistered", "DeploymentRecorded",
-)
-
+__all__ = ["LINEAGE_EVENT_TYPES", "MemoryGraph"]  # the types' old home: report.py imports them here
 
 class MemoryGraph(GraphStore):
     def __init__(self, nodes: dict[str, Node], edges: set[Edge]):
@@ -56,24 +51,24 @@ class MemoryGraph(GraphStore):
         direction: Direction = "UPSTREAM",
         depth: int = 5,
         edge_kinds: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> LineageGraph:
-        check_lineage_args(direction, depth)
+        check_lineage_args(direction, depth, limit)
         if start not in self.nodes:
             return LineageGraph()
         kinds = set(edge_kinds or ())
         links = self._out if direction == "UPSTREAM" else self._in
-        reached, frontier = {start}, [start]
-        for _ in range(depth):  # breadth first: a node is in when some path is short enough
-            following = []
-            for node in frontier:
-                for edge in links.get(node, ()):
-                    far = edge.target if direction == "UPSTREAM" else edge.source
-                    if (not kinds or edge.kind in kinds) and far not in reached:
-                        reached.add(far)
-                        following.append(far)
-            frontier = following
+
+        async def step(frontier: list[str], _seen: set[str], _want: int | None) -> list[str]:
+            return [edge.target if direction == "UPSTREAM" else edge.source
+                    for node in frontier for edge in links.get(node, ())
+                    if not kinds or edge.kind in kinds]
+
+        # Breadth first: a node is in when some path is short enough.
+        walked, truncated = await bounded_walk(start, depth, limit, step)
+        reached = set(walked)
         nodes = sorted((self.nodes[n] for n in reached if n in self.nodes), key=lambda n: n.id)
         edges = sorted((e for n in reached for e in self._out.get(n, ())
                         if e.target in reached and (not kinds or e.kind in kinds)),
                        key=lambda e: (e.source, e.target, e.kind))
-        return LineageGraph(nodes, edges)
+        return LineageGraph(nodes, edges, truncated)

@@ -60,17 +60,26 @@ def only_kinds(graph: ln.LineageGraph, node_kinds: Sequence[str] | None) -> ln.L
     wanted = set(node_kinds)
     nodes = [n for n in graph.nodes if n.kind in wanted]
     kept = {n.id for n in nodes}
-    return ln.LineageGraph(nodes, [e for e in graph.edges if e.source in kept and e.target in kept])
+    return ln.LineageGraph(nodes, [e for e in graph.edges if e.source in kept and e.target in kept],
+                           graph.truncated)
 
 
 def as_graphql(graph: ln.LineageGraph) -> LineageGraph:
     return LineageGraph(
         nodes=[LineageNode(id=n.id, kind=n.kind, name=n.name) for n in graph.nodes],
-        edges=[LineageEdge(source=e.source, target=e.target, kind=e.kind) for e in graph.edges])
+        edges=[LineageEdge(source=e.source, target=e.target, kind=e.kind) for e in graph.edges],
+        truncated=graph.truncated)
 
 
 def clamp_depth(depth: int) -> int:
     return max(0, min(depth, ln.MAX_DEPTH))
+
+
+def clamp_limit(limit: int) -> int:
+    """At least one node (the start); at most `MAX_LIMIT`, which `truncated` then reports."""
+    if limit < 1:
+        raise GraphQLError(f"limit must be at least 1, not {limit}")
+    return min(limit, ln.MAX_LIMIT)
 
 
 # -- run comparison --------------------------------------------------------------------------
@@ -179,8 +188,9 @@ async def compare(loaders: Loaders, ids: list[str], metric_keys: list[str] | Non
 @strawberry.type
 class ImpactReport:
     graph: LineageGraph
-    runs: list[LineageNode] = strawberry.field(description="every run downstream")
-    model_versions: list[LineageNode] = strawberry.field(description="every model version downstream")
+    runs: list[LineageNode] = strawberry.field(description="every run downstream (of the graph's nodes)")
+    model_versions: list[LineageNode] = strawberry.field(
+        description="every model version downstream (of the graph's nodes: see graph.truncated)")
 
 
 @strawberry.type
@@ -192,8 +202,8 @@ class AnalysisQuery:
 
     @strawberry.field(description="everything a model version depends on, upstream: its run, "
                                   "the run's data, code, artifacts and parents")
-    async def provenance(self, info: Info, name: str, version: str,
-                         depth: int = DEFAULT_PROVENANCE_DEPTH) -> LineageGraph:
+    async def provenance(self, info: Info, name: str, version: str, depth: int = DEFAULT_PROVENANCE_DEPTH,
+                         limit: int = ln.DEFAULT_LIMIT) -> LineageGraph:
         from modeldb.query_api.registry import Ctx, _version
 
         found = await _version(Ctx.of(info), name, version)
@@ -202,15 +212,17 @@ class AnalysisQuery:
         if found.redacted:  # as ModelVersion.provenance: a redact lock hides the lineage too
             return LineageGraph(nodes=[], edges=[])
         start = node_id("ModelVersion", f"{found.name}/{found.version}")
-        return as_graphql(await info.context["graph"].lineage(start, "UPSTREAM", clamp_depth(depth)))
+        return as_graphql(await info.context["graph"].lineage(start, "UPSTREAM", clamp_depth(depth),
+                                                              limit=clamp_limit(limit)))
 
     @strawberry.field(description="everything built on a node (typically a dataset version), "
                                   "downstream: runs that used it and model versions they made")
-    async def impact(self, info: Info, id: strawberry.ID,
-                     depth: int = DEFAULT_PROVENANCE_DEPTH) -> ImpactReport:
+    async def impact(self, info: Info, id: strawberry.ID, depth: int = DEFAULT_PROVENANCE_DEPTH,
+                     limit: int = ln.DEFAULT_LIMIT) -> ImpactReport:
         kind, ident = parse_node_id(str(id))
         start = node_id(kind, ident)
-        graph = await info.context["graph"].lineage(start, "DOWNSTREAM", clamp_depth(depth))
+        graph = await info.context["graph"].lineage(start, "DOWNSTREAM", clamp_depth(depth),
+                                                    limit=clamp_limit(limit))
         if not graph.nodes:
             raise GraphQLError(f"no lineage node {start}")
         answer = as_graphql(graph)

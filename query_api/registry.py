@@ -25,7 +25,7 @@ from strawberry.types import Info
 from modeldb.event_schema import RecordedEvent
 from modeldb.event_schema.nodes import node_id
 from modeldb.projectors.audit import AuditStore
-from modeldb.projectors.lineage import MAX_DEPTH, GraphStore
+from modeldb.projectors.lineage import DEFAULT_LIMIT, MAX_DEPTH, GraphStore
 from modeldb.projectors.sql_projection import SqlReadModel
 from modeldb.query_api.loaders import Loaders
 from modeldb.query_api.registry_queries import RegistryLoaders, RegistryQueries
@@ -278,14 +278,18 @@ class ModelVersion:
         return [Deployment.of(r, self._ctx) for r in rows]
 
     @strawberry.field(description="upstream lineage: the run, its data, code and artifacts")
-    async def provenance(self, depth: int = 5) -> LineageGraph:
+    async def provenance(self, depth: int = 5, limit: int = DEFAULT_LIMIT) -> LineageGraph:
+        from modeldb.query_api.analysis import clamp_limit
+
         if self.redacted or self._ctx.graph is None:
             return LineageGraph(nodes=[], edges=[])
         graph = await self._ctx.graph.lineage(node_id("ModelVersion", f"{self.name}/{self.version}"),
-                                              "UPSTREAM", max(0, min(depth, MAX_DEPTH)))
+                                              "UPSTREAM", max(0, min(depth, MAX_DEPTH)),
+                                              limit=clamp_limit(limit))
         return LineageGraph(
             nodes=[LineageNode(id=n.id, kind=n.kind, name=n.name) for n in graph.nodes],
-            edges=[LineageEdge(source=e.source, target=e.target, kind=e.kind) for e in graph.edges])
+            edges=[LineageEdge(source=e.source, target=e.target, kind=e.kind) for e in graph.edges],
+            truncated=graph.truncated)
 
 
 async def _version(ctx: Ctx, model: str, version: str | int) -> ModelVersion | None:

@@ -6,7 +6,7 @@ const BOX_W = 200, BOX_H = 42, COL_GAP = 90, ROW_GAP = 14, MARGIN = 20;
 const MAX_PER_LAYER = 30;  // a dataset used by 10,000 runs: draw 30, list the rest below
 
 const LINEAGE = `query($id: ID!, $dir: Direction!, $depth: Int!) {
-  lineage(id: $id, direction: $dir, depth: $depth) { nodes { id kind name } edges { source target kind } } }`;
+  lineage(id: $id, direction: $dir, depth: $depth) { nodes { id kind name } edges { source target kind } truncated } }`;
 
 /** Where a node has its own page besides the lineage: runs and model versions. */
 export function pageOf(nodeId) {
@@ -129,6 +129,9 @@ export async function lineagePage(view, ctx) {
     own ? h('a', {class: 'button', href: own}, 'Open') : null,
     h('a', {class: 'button', href: link('audit', {id: root.id})}, 'Audit timeline')),
   h('p', {class: 'small muted'}, `${graph.nodes.length} nodes, ${graph.edges.length} edges ${direction.toLowerCase()}, depth ${depth}. Click a node to re-centre.`),
+  // The API stops at its node limit (nearest nodes first): say so rather than look complete.
+  graph.truncated ? h('p', {class: 'small', id: 'lineage-truncated', role: 'status'},
+    `Truncated: only the ${graph.nodes.length} nearest nodes are shown; more lie within depth ${depth}. Lower the depth or re-centre on a node to see the rest.`) : null,
   drawGraph(root.id, graph, direction, depth),
   h('h2', {}, 'Nodes'),
   h('table', {class: 'data', id: 'lineage-nodes'}, h('thead', {}, h('tr', {}, ['Kind', 'Name', 'Id', ''].map(c => h('th', {scope: 'col'}, c)))),

@@ -281,3 +281,50 @@ def test_a_slow_query_answers_a_timeout_error_over_http(settings: Any, tmp_path:
     assert r.status_code == 200  # a GraphQL error, not a 500, and no hang
     assert r.json()["errors"][0]["extensions"] == {"code": "TIMEOUT"}
     assert "MODELDB_QUERY_TIMEOUT" in r.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("stack", ["embedded", pytest.param("engines", marks=pytest.mark.engines)],
+                         indirect=True)
+async def test_a_node_limit_bounds_lineage_and_impact_and_says_truncated(system: System) -> None:
+    """A dataset version used by 50 runs: with limit 10, the start and the 9 runs with the
+    smallest ids, flagged truncated, on whichever graph store the stack uses."""
+    runs = [uuid7() for _ in range(50)]
+    version = f"shared@{digest(1)}"
+    events = [new_event("DatasetCreated", "shared", {"name": "shared"}),
+              new_event("DatasetVersionCreated", "shared", {"digest": digest(1), "derived_from": []})]
+    for i, run in enumerate(runs):
+        events += run_events(run, name=f"r{i}")
+        events.append(new_event("RunInputLogged", run, {"kind": "DatasetVersion", "id": version}))
+    await system.writer.ingest(wire(events), "t")
+    await system.catch_up()
+    start = node_id("DatasetVersion", version)
+    reference = MemoryGraph.of_events(events)
+
+    query = """query($id: ID!, $limit: Int!) { lineage(id: $id, direction: DOWNSTREAM, depth: 10,
+        limit: $limit) { nodes { id } edges { source target } truncated } }"""
+    cut = (await gql(system, query, id=start, limit=10))["lineage"]
+    assert cut["truncated"] is True
+    assert {n["id"] for n in cut["nodes"]} == {start, *sorted(f"run:{r}" for r in runs)[:9]}
+    assert len(cut["edges"]) == 9
+    expected = await reference.lineage(start, "DOWNSTREAM", 10, limit=10)
+    assert [n["id"] for n in cut["nodes"]] == [n.id for n in expected.nodes]
+
+    whole = (await gql(system, query, id=start, limit=1000))["lineage"]
+    assert whole["truncated"] is False
+    assert len(whole["nodes"]) == len((await reference.lineage(start, "DOWNSTREAM", 10)).nodes)
+    runs_only = (await gql(system, """query($id: ID!) { lineage(id: $id, direction: DOWNSTREAM, limit: 3,
+        nodeKinds: ["Run"]) { truncated nodes { id } } }""", id=start))["lineage"]
+    first_runs = sorted(f"run:{r}" for r in runs)
+    # Three nodes walked (the start and two runs), then only the runs kept.
+    assert runs_only == {"truncated": True, "nodes": [{"id": i} for i in first_runs[:2]]}
+    default = (await gql(system, """query($id: ID!) { lineage(id: $id, direction: DOWNSTREAM) {
+        truncated nodes { id } } }""", id=start))["lineage"]
+    assert default == {"truncated": False, "nodes": whole["nodes"]}  # under the default of 1000
+
+    impact = (await gql(system, """query($id: ID!) { impact(id: $id, limit: 5) {
+        graph { truncated } runs { id } } }""", id=start))["impact"]
+    assert impact["graph"]["truncated"] is True
+    assert [r["id"] for r in impact["runs"]] == sorted(f"run:{r}" for r in runs)[:4]
+
+    bad = await gql_error(system, "query($id: ID!) { lineage(id: $id, limit: 0) { truncated } }", id=start)
+    assert bad == "limit must be at least 1, not 0"

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -87,9 +88,26 @@ async def _wipe_neo4j(uri: str) -> None:
 OpenStore = Callable[[str], Awaitable["GraphProjection"]]
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Callable[[], str]:
+    """A fresh PostgreSQL database per call, resolved as `neo4j_uri` resolves Neo4j."""
+    snapshot = {k: v for k, v in os.environ.items() if k.startswith("MODELDB_")}
+
+    def resolve() -> str:
+        from modeldb.infra.engines import fresh_postgres_database
+
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in snapshot.items():
+                patch.setenv(key, value)
+            return fresh_postgres_database(resolve_engines(), "modeldb_graph_test")
+
+    return resolve
+
+
 @pytest.fixture
-async def open_store(tmp_path: Path, neo4j_uri: Callable[[], str]) -> AsyncIterator[OpenStore]:
-    """`await open_store("sql" | "neo4j")`: an empty store, set up, closed after the test."""
+async def open_store(tmp_path: Path, neo4j_uri: Callable[[], str],
+                     postgres_url: Callable[[], str]) -> AsyncIterator[OpenStore]:
+    """`await open_store("sql" | "postgres" | "neo4j")`: an empty store, set up, closed after the test."""
     opened: list[GraphProjection] = []
     engines: list[AsyncEngine] = []
 
@@ -98,6 +116,13 @@ async def open_store(tmp_path: Path, neo4j_uri: Callable[[], str]) -> AsyncItera
         if kind == "sql":
             engine = create_engine(str(tmp_path / f"read-{len(engines)}.db"))
             engines.append(engine)
+            store = SqlGraph(engine)
+        elif kind == "postgres":
+            from modeldb.projectors.migrations import migrate
+
+            engine = create_engine(postgres_url())
+            engines.append(engine)
+            await migrate(engine)  # as an operator does: a shared database is migrated once
             store = SqlGraph(engine)
         else:
             from modeldb.projectors.graph_neo4j import Neo4jGraph
@@ -115,6 +140,19 @@ async def open_store(tmp_path: Path, neo4j_uri: Callable[[], str]) -> AsyncItera
         await store.close()
     for engine in engines:
         await engine.dispose()
+        if engine.dialect.name == "postgresql":  # the fresh database goes too
+            await _drop_database(engine.url.render_as_string(hide_password=False))
+
+
+async def _drop_database(url: str) -> None:
+    import asyncpg
+
+    parts = urlsplit(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")), timeout=30)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.strip("/")}"')
+    finally:
+        await conn.close()
 
 
 @dataclass
@@ -591,3 +629,113 @@ async def test_sql_and_neo4j_give_identical_answers(tmp_path: Path, open_store: 
     finally:
         await log.close()
 
+
+
+# ---------------------------------------------------------------- bounded walks (node limit)
+
+
+LIMIT_STORES = ["sql", pytest.param("postgres", marks=pytest.mark.engines),
+                pytest.param("neo4j", marks=pytest.mark.engines)]
+
+
+def limited_lineage(changes: GraphChanges, start: str, direction: Direction, depth: int,
+                    limit: int | None, edge_kinds: Sequence[str] | None = None) -> LineageGraph:
+    """The limit's contract, spelled out: the first `limit` nodes by (distance, id), the
+    edges between them, and `truncated` when the full answer has more nodes."""
+    full = expected_lineage(changes, start, direction, depth, edge_kinds)
+    if limit is None or len(full.nodes) <= limit:
+        return full
+    edges = [e for e in changes.edges if not edge_kinds or e.kind in edge_kinds]
+    distance, frontier = {start: 0}, {start}
+    for level in range(1, depth + 1):
+        if direction == "UPSTREAM":
+            frontier = {e.target for e in edges if e.source in frontier} - distance.keys()
+        else:
+            frontier = {e.source for e in edges if e.target in frontier} - distance.keys()
+        distance.update(dict.fromkeys(frontier, level))
+    kept = set(sorted(distance, key=lambda n: (distance[n], n))[:limit])
+    return LineageGraph([n for n in full.nodes if n.id in kept],
+                        [e for e in full.edges if e.source in kept and e.target in kept], True)
+
+
+def shared_dataset(consumers: int = 50) -> list[Event]:
+    """One dataset version used by `consumers` runs, each making an artifact and a model
+    version from it: downstream fans out at the first hop and again at the second."""
+    events = [new_event("ProjectCreated", "lab", {"name": "lab"}),
+              new_event("DatasetCreated", "shared", {"name": "shared"}),
+              new_event("DatasetVersionCreated", "shared", {"digest": digest(1), "derived_from": []}),
+              new_event("RegisteredModelCreated", "m", {"name": "m"})]
+    for i in range(consumers):
+        run = uuid7()
+        events += [
+            new_event("RunStarted", run, {"project": "lab", "experiment": "train", "name": f"r{i}",
+                                          "start_time": T0}),
+            new_event("RunInputLogged", run, {"kind": "DatasetVersion", "id": f"shared@{digest(1)}"}),
+            new_event("ArtifactLogged", run, {"name": "model.pkl", "digest": digest(1000 + i), "size": 1,
+                                              "uri": f"file:{i}.pkl", "kind": "model"}),
+            new_event("ModelVersionCreated", "m", {"version": i + 1, "run_id": run}),
+        ]
+    return events
+
+
+@pytest.fixture(params=LIMIT_STORES)
+async def limited(request: pytest.FixtureRequest, tmp_path: Path,
+                  open_store: OpenStore) -> AsyncIterator[Harness]:
+    log = SQLiteEventLog(tmp_path / "events.db")
+    try:
+        yield Harness(await open_store(request.param), log, [])
+    finally:
+        await log.close()
+
+
+async def test_a_node_limit_keeps_the_nearest_nodes_and_says_truncated(limited: Harness) -> None:
+    events = shared_dataset(50)
+    await limited.ingest(events)
+    changes = graph_changes(events)
+    version = f"datasetversion:shared@{digest(1)}"
+    runs = sorted(n.id for n in changes.nodes.values() if n.kind == "Run")
+
+    found = await limited.store.lineage(version, "DOWNSTREAM", 10, limit=10)
+    assert found.truncated
+    assert ids(found) == {version, *runs[:9]}  # the start, then the smallest ids of hop one
+    assert triples(found) == {(run, version, "USED") for run in runs[:9]}
+    assert found == limited_lineage(changes, version, "DOWNSTREAM", 10, 10)
+
+    full = await limited.store.lineage(version, "DOWNSTREAM", 10)
+    assert not full.truncated and len(full.nodes) == 1 + 50 * 3  # runs, artifacts, model versions
+    exact = await limited.store.lineage(version, "DOWNSTREAM", 10, limit=len(full.nodes))
+    assert exact == full  # a limit the answer fits is no truncation
+    short = await limited.store.lineage(version, "DOWNSTREAM", 10, limit=len(full.nodes) - 1)
+    assert short.truncated and len(short.nodes) == len(full.nodes) - 1
+    level_one = await limited.store.lineage(version, "DOWNSTREAM", 10, limit=51)
+    assert level_one.truncated and ids(level_one) == {version, *runs}  # hop one whole, nothing more
+    alone = await limited.store.lineage(version, "DOWNSTREAM", 10, limit=1)
+    assert alone == LineageGraph([changes.nodes[version]], [], True)
+    assert not (await limited.store.lineage(version, "DOWNSTREAM", 0, limit=1)).truncated
+    assert await limited.store.lineage("run:missing", "DOWNSTREAM", 5, limit=3) == LineageGraph()
+
+
+async def test_every_limit_agrees_with_the_contract(limited: Harness) -> None:
+    """On every store (PostgreSQL too), with and without limits and kind filters."""
+    events = deep_lineage() + shared_dataset(12)
+    await limited.ingest(events)
+    changes = graph_changes(events)
+    nodes = {**changes.refs, **changes.nodes}
+    starts = [*sorted(nodes)[::4], "dataset:raw", "dataset:shared", "registeredmodel:m"]
+    truncated = 0
+    for start in starts:
+        for direction in DIRECTIONS:
+            for depth, limit, kinds in ((3, 2, None), (12, 5, None), (12, 1000, None),
+                                        (12, 4, ["DERIVED_FROM"]), (12, 3, ["USED", "GENERATED_BY"]),
+                                        (5, 7, ["NOT_A_KIND"]), (12, None, ["USED", "DERIVED_FROM"])):
+                found = await limited.store.lineage(start, direction, depth, kinds, limit)
+                assert found == limited_lineage(changes, start, direction, depth, limit, kinds), \
+                    (start, direction, depth, limit, kinds)
+                truncated += found.truncated
+    assert truncated > 20  # the limits did bite
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, 1.5])
+async def test_a_bad_limit_is_refused(graph: Harness, limit: Any) -> None:
+    with pytest.raises(ValueError, match="limit must be a positive int"):
+        await graph.store.lineage("dataset:raw", "UPSTREAM", 5, limit=limit)
