@@ -17,11 +17,11 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
-from strawberry.fastapi import GraphQLRouter
 
 from modeldb.projectors.audit import AuditStore
 from modeldb.projectors.lineage import GraphStore
 from modeldb.query_api.analysis import AnalysisQuery
+from modeldb.query_api.encoding import OrjsonGraphQLRouter
 from modeldb.query_api.live import Subscription
 from modeldb.query_api.loaders import Loaders
 from modeldb.query_api.registry import Mutation, RegistryQuery
@@ -44,9 +44,11 @@ def build_schema() -> Any:
     from strawberry.tools import merge_types
 
     from modeldb.query_api.authz import AccessControl, SecurityMutation, SecurityQuery
+    from modeldb.query_api.plain_objects import PlainObjectExecutor
 
     return TimedSchema(
         timeout=query_timeout(),  # query_api/timeout.py
+        execution_context_class=PlainObjectExecutor,  # lists of plain objects, fast
         query=merge_types("Query", (Query, RegistryQuery, SearchQuery, SecurityQuery,
                                           AnalysisQuery)),
         mutation=merge_types("Mutation", (Mutation, SecurityMutation)),
@@ -92,7 +94,8 @@ def query_router(
         return {**made, **(extra_context() if extra_context else {})}
 
     router = APIRouter()
-    router.include_router(GraphQLRouter(build_schema(), context_getter=context), prefix="/graphql")
+    # orjson: big answers (a whole metricSeries) serialize in one fast pass
+    router.include_router(OrjsonGraphQLRouter(build_schema(), context_getter=context), prefix="/graphql")
 
     @router.get("/", include_in_schema=False)
     async def index() -> FileResponse:

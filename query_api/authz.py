@@ -126,6 +126,10 @@ def rule_of(parent: str, field: str) -> Rule | None:
 class AccessControl(SchemaExtension):
     """Applies RULES to every root field of every operation."""
 
+    # It acts on root fields only: query_api/plain_objects.py may complete leaf fields of
+    # plain objects without calling it.
+    root_fields_only = True
+
     def resolve(self, _next: Callable[..., Any], root: Any, info: Info, *args: Any,
                 **kwargs: Any) -> Any:
         parent = info.parent_type.name
@@ -241,7 +245,7 @@ async def redact_lineage(info: Info, access: Any, graph: Any) -> Any:
             nodes.append(LineageNode(id=hidden[n.id], kind=n.kind, name=None))
     edges = [LineageEdge(source=hidden.get(e.source, e.source), target=hidden.get(e.target, e.target),
                          kind=e.kind) for e in graph.edges]
-    return LineageGraph(nodes=nodes, edges=edges)
+    return LineageGraph(nodes=nodes, edges=edges, truncated=graph.truncated)
 
 
 def _node_readable(kind: str, ident: str, access: Any, seen_runs: set[str]) -> bool:

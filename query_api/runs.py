@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, false, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from modeldb.projectors import read_model as rm
 from modeldb.query_api.filters import Field, FilterError, OrderKey, parse_filter, parse_order_by
-from modeldb.query_api.sql_filters import _METRIC_COLUMNS, _RUN_COLUMNS, compile_filter
 
 MAX_PAGE = 1000
 DEFAULT_ORDER = [OrderKey(Field("attributes", "start_time"), True)]
@@ -44,42 +43,6 @@ def _decode_cursor(cursor: str, size: int) -> list[Any]:
     return values
 
 
-def _sort_columns(key: OrderKey, joins: list[Any], query: Any) -> tuple[list[Any], Any]:
-    """The expressions to sort on, and the query with whatever join they need."""
-    f = key.field
-    if f.scope == "attributes":
-        if f.key not in _RUN_COLUMNS:
-            raise FilterError(f"cannot order by the custom attribute {f.key!r}; order by one of "
-                              f"{', '.join(_RUN_COLUMNS)}", 1)
-        return [rm.runs.c[_RUN_COLUMNS[f.key]]], query
-    table = {"metrics": rm.latest_metrics, "params": rm.params, "tags": rm.tags}[f.scope]
-    alias = table.alias(f"sort{len(joins)}")
-    joins.append(alias)
-    query = query.outerjoin(alias, and_(alias.c.run_id == rm.runs.c.id, alias.c.key == f.key))
-    if f.scope == "metrics":
-        return [alias.c[_METRIC_COLUMNS[f.aggregate]]], query
-    if f.scope == "params":
-        # Numbers sort as numbers; text values after them, by text.
-        return [alias.c.value_num, alias.c.value], query
-    return [alias.c.value], query
-
-
-def _after(columns: list[tuple[Any, bool]], values: list[Any]) -> ColumnElement[bool]:
-    """Rows strictly after the cursor row in (col1, col2, …) order with nulls last."""
-    terms = []
-    for i, ((column, descending), value) in enumerate(zip(columns, values, strict=True)):
-        equal_before = [
-            (c.is_(None) if v is None else c == v) for (c, _), v in zip(columns[:i], values[:i],
-                                                                        strict=True)
-        ]
-        if value is None:
-            beyond: ColumnElement[bool] = false()  # nothing sorts after null (nulls last)
-        else:
-            beyond = or_(column < value if descending else column > value, column.is_(None))
-        terms.append(and_(*equal_before, beyond))
-    return or_(*terms)
-
-
 class RunQueries:
     def __init__(self, engine: AsyncEngine, projects: frozenset[str] | None = None):
         self.engine = engine
@@ -103,30 +66,17 @@ class RunQueries:
         experiment: str | None = None,
     ) -> RunPage:
         first = max(0, min(first, MAX_PAGE))
-        where = [compile_filter(parse_filter(filter)), rm.runs.c.deleted.is_(False),
-                 *self._visible(rm.runs.c.project)]
+        from modeldb.query_api.run_search import search  # the SQL: counts, pages at scale
+
+        scope = [rm.runs.c.deleted.is_(False), *self._visible(rm.runs.c.project)]
         if project:
-            where.append(rm.runs.c.project == project)
+            scope.append(rm.runs.c.project == project)
         if experiment:
-            where.append(rm.runs.c.experiment == experiment)
-        keys = parse_order_by(order_by) or DEFAULT_ORDER
-        query: Any = rm.runs
-        joins: list[Any] = []
-        columns: list[tuple[Any, bool]] = []
-        for key in keys:
-            sort_columns, query = _sort_columns(key, joins, query)
-            columns.extend((column, key.descending) for column in sort_columns)
-        columns.append((rm.runs.c.id, keys[-1].descending))  # unique tie-breaker
-        order = [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
-        page = select(rm.runs, *[c.label(f"_k{i}") for i, (c, _) in enumerate(columns)])
-        page = page.select_from(query).where(*where)
-        if after:
-            page = page.where(_after(columns, _decode_cursor(after, len(columns))))
-        page = page.order_by(*order).limit(first + 1)
-        count = select(func.count()).select_from(rm.runs).where(*where)
-        async with self.engine.connect() as conn:
-            total = await conn.scalar(count) or 0
-            rows = list(await conn.execute(page))
+            scope.append(rm.runs.c.experiment == experiment)
+        found = await search(self.engine, parse_filter(filter), scope,
+                             parse_order_by(order_by) or DEFAULT_ORDER, first,
+                             after or None, lambda width: _decode_cursor(after or "", width))
+        total, rows = found.total, found.rows
         has_next = len(rows) > first
         rows = rows[:first]
         width = len(rm.runs.columns)

@@ -15,7 +15,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from modeldb.event_schema.nodes import aggregate_of, node_id, parse_node_id
-from modeldb.projectors.lineage import MAX_DEPTH
+from modeldb.projectors.lineage import DEFAULT_LIMIT, MAX_DEPTH
 from modeldb.query_api.filters import FilterError
 from modeldb.query_api.loaders import Loaders
 
@@ -139,6 +139,16 @@ class ExperimentRun:
         rows = await self._loaders.queries.metric_history(self.id, key)
         return [MetricPoint(step=r.step, timestamp=r.timestamp, value=_finite(r.value)) for r in rows]
 
+    @strawberry.field(description="metricHistory as columns, the fast way to read a long series: "
+                      "{key, count, sampled, steps, timestamps (epoch ms), values (null where not "
+                      "finite)}; maxPoints downsamples as in metricHistory")
+    async def metric_series(self, info: Info, key: str, max_points: int | None = None) -> JSON:
+        from modeldb.query_api.series import series_answer  # query_api/series.py
+
+        # Over HTTP (the router puts the request in the context) as pre-encoded JSON.
+        return await series_answer(self._loaders.queries.engine, self.id, key, max_points,
+                                   over_http="request" in info.context)
+
     @strawberry.field
     async def artifacts(self) -> list[Artifact]:
         return [Artifact(name=r.name, digest=r.digest, uri=r.uri, kind=r.kind, size=r.size)
@@ -243,6 +253,8 @@ class LineageEdge:
 class LineageGraph:
     nodes: list[LineageNode]
     edges: list[LineageEdge]
+    truncated: bool = strawberry.field(
+        default=False, description="the node limit left out nodes within reach (the nearest are kept)")
 
 
 @strawberry.type(name="Event")
@@ -316,14 +328,15 @@ class Query:
         depth: int = 5,
         edge_kinds: list[str] | None = None,
         node_kinds: list[str] | None = None,
+        limit: int = DEFAULT_LIMIT,
     ) -> LineageGraph:
-        from modeldb.query_api.analysis import as_graphql, check_kinds, only_kinds
+        from modeldb.query_api.analysis import as_graphql, check_kinds, clamp_limit, only_kinds
 
         check_kinds(node_kinds, edge_kinds)
         kind, ident = parse_node_id(str(id))
         start = node_id(kind, ident)
         graph = await info.context["graph"].lineage(start, direction.value, max(0, min(depth, MAX_DEPTH)),
-                                                    edge_kinds)
+                                                    edge_kinds, clamp_limit(limit))
         return as_graphql(only_kinds(graph, node_kinds))
 
     @strawberry.field

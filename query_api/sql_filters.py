@@ -1,12 +1,33 @@
 """Compiling the filter AST to SQL over the read model: every comparison becomes an
-indexed EXISTS (or a runs column), so the database, not Python, selects the runs."""
+indexed membership test (or a runs column), so the database, not Python, selects the runs.
+
+Two equivalent forms of "the run has a key-value row that passes": a correlated
+`EXISTS (… WHERE run_id = runs.id …)`, evaluated per run and only for the runs a query
+reaches (best when an index order stops the scan early: a first page of a common match),
+and `runs.id IN (SELECT run_id … )`, one pass over the key's index (best when every run
+must be tested: counts, rare matches). Both select the same runs: run_id is never null, so
+neither form can be unknown, and NOT of either is the same."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
 
 from modeldb.projectors import read_model as rm
 from modeldb.projectors.enrichment import derived_attributes
@@ -20,15 +41,23 @@ _RUN_COLUMNS = {"name": "name", "status": "status", "run_id": "id", "id": "id",
 _TIME_ATTRIBUTES = ("start_time", "end_time")
 
 
-def compile_filter(node: Node | None) -> ColumnElement[bool]:
+def compile_filter(node: Node | None, membership: str = "exists") -> ColumnElement[bool]:
+    """`membership`: "exists" or "in", the form of key-value tests (see above)."""
     if node is None:
         return true()
     if isinstance(node, BoolOp):
-        parts = [compile_filter(item) for item in node.items]
+        parts = [compile_filter(item, membership) for item in node.items]
         return and_(*parts) if node.op == "and" else or_(*parts)
     if isinstance(node, Not):
-        return not_(compile_filter(node.item))
-    return _compare(node)
+        return not_(compile_filter(node.item, membership))
+    return _compare(node, membership)
+
+
+def _has(table: Any, key: str, tests: list[ColumnElement[bool]], membership: str) -> ColumnElement[bool]:
+    """The run has a row of `table` under `key` passing `tests`."""
+    if membership == "in":
+        return rm.runs.c.id.in_(select(table.c.run_id).where(table.c.key == key, *tests))
+    return exists(select(1).where(table.c.run_id == rm.runs.c.id, table.c.key == key, *tests))
 
 
 def number_of(value: Value) -> float | None:
@@ -65,16 +94,15 @@ def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     raise ValueError(op)  # pragma: no cover - the parser makes only the ops above
 
 
-def _compare(c: Compare) -> ColumnElement[bool]:
+def _compare(c: Compare, membership: str) -> ColumnElement[bool]:
     f = c.field
     if f.scope == "attributes":
-        return _attribute(c)
+        return _attribute(c, membership)
     table = {"metrics": rm.latest_metrics, "params": rm.params, "tags": rm.tags}[f.scope]
-    keyed = and_(table.c.run_id == rm.runs.c.id, table.c.key == f.key)
     if c.op in ("isnull", "notnull"):
-        present = exists(select(1).where(keyed))
+        present = _has(table, f.key, [], membership)
         return not_(present) if c.op == "isnull" else present
-    return exists(select(1).where(keyed, _value_test(f, table, c)))
+    return _has(table, f.key, [_value_test(f, table, c)], membership)
 
 
 def _value_test(f: Field, table: Any, c: Compare) -> ColumnElement[bool]:
@@ -101,12 +129,78 @@ def _value_test(f: Field, table: Any, c: Compare) -> ColumnElement[bool]:
 
 
 def _text_test(table: Any, op: str, texts: tuple[str, ...], many: bool) -> ColumnElement[bool]:
-    test = _apply(table.c.value, op, texts if many else texts[0])
     if op in ("=", "in"):
+        test = _apply(Unindexed(table.c.value), op, texts if many else texts[0])
         # Equality first on the indexed prefix (see read_model.PREFIX), then in full.
-        prefix = func.substr(table.c.value, 1, rm.PREFIX)
-        return and_(prefix.in_([t[: rm.PREFIX] for t in texts]), test)
+        # One value as `=`: SQLite uses an expression index for `=`, not for `IN (x)`.
+        prefix = indexed_prefix(table.c.value)
+        prefixes = list(dict.fromkeys(t[: rm.PREFIX] for t in texts))
+        return and_(prefix == prefixes[0] if len(prefixes) == 1 else prefix.in_(prefixes), test)
+    test = _apply(table.c.value, op, texts if many else texts[0])
+    if op == "like" and table.name in ("params", "tags"):
+        return and_(_like_range(table.c.value, texts[0]), test)
     return test
+
+
+class _BinaryRange(ColumnElement[bool]):
+    """lo <= substr(column) < hi on SQLite, where text compares bytewise; true elsewhere
+    (a collation need not order text by its prefixes)."""
+
+    inherit_cache = True
+    _is_implicitly_boolean = True
+
+    def __init__(self, column: Any, lo: str, hi: str):
+        self.prefix, self.lo, self.hi = indexed_prefix(column), lo, hi
+        self.type = Boolean()
+
+
+@compiles(_BinaryRange)
+def _binary_range(element: _BinaryRange, compiler: Any, **kw: Any) -> str:
+    return "1 = 1"
+
+
+@compiles(_BinaryRange, "sqlite")
+def _binary_range_sqlite(element: _BinaryRange, compiler: Any, **kw: Any) -> str:
+    return compiler.process(and_(element.prefix >= element.lo, element.prefix < element.hi), **kw)
+
+
+def _like_range(column: Any, pattern: str) -> ColumnElement[bool]:
+    """A range of the indexed prefix holding every value `LIKE pattern` matches, so the
+    index, not a scan of the key, finds them (the LIKE still decides). Only for a fixed
+    head without ASCII letters: SQLite's LIKE folds their case, which a range cannot."""
+    head = re.split(r"[%_]", pattern, maxsplit=1)[0][: rm.PREFIX]
+    if not head or re.search(r"[A-Za-z]", head) or ord(head[-1]) >= 0x10FFFF:
+        return true()
+    return _BinaryRange(column, head, head[:-1] + chr(ord(head[-1]) + 1))
+
+
+class Unindexed(ColumnElement[Any]):
+    """A column SQLite must not use an index for, nor substitute a constant into (its
+    documented unary +): `value = 'x'` would turn `substr(value, 1, N) = 'x'` into a
+    constant and lose the prefix index. The plain column elsewhere."""
+
+    inherit_cache = True
+
+    def __init__(self, column: Any):
+        self.column = column
+        self.type = column.type
+
+
+@compiles(Unindexed)
+def _unindexed(element: Unindexed, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)
+
+
+@compiles(Unindexed, "sqlite")
+def _unindexed_sqlite(element: Unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + compiler.process(element.column, **kw)
+
+
+def indexed_prefix(column: Any) -> ColumnElement[str]:
+    """`substr(column, 1, PREFIX)` exactly as the expression indexes spell it: with the
+    numbers inline, since a bound parameter makes another expression and no index
+    (read_model.PREFIX) matches it."""
+    return func.substr(column, literal_column("1"), literal_column(str(rm.PREFIX)))
 
 
 def _text(value: Value) -> str:
@@ -115,14 +209,13 @@ def _text(value: Value) -> str:
     return str(value)
 
 
-def _custom_attribute(c: Compare) -> ColumnElement[bool]:
+def _custom_attribute(c: Compare, membership: str) -> ColumnElement[bool]:
     """A custom attribute: set by the training code (`attributes`) or derived by an enricher
     (`derived_attributes`); compared as text, or as a number when the literal is one."""
     tests = []
     for table in (rm.attributes, derived_attributes):
-        keyed = and_(table.c.run_id == rm.runs.c.id, table.c.key == c.field.key)
         if c.op in ("isnull", "notnull"):
-            tests.append(exists(select(1).where(keyed)))
+            tests.append(_has(table, c.field.key, [], membership))
             continue
         values = c.value if isinstance(c.value, tuple) else (c.value,)
         numbers = [number_of(v) for v in values]
@@ -133,15 +226,15 @@ def _custom_attribute(c: Compare) -> ColumnElement[bool]:
             test = _text_test(table, c.op, texts, many)
         else:
             test = _apply(table.c.value_num, c.op, tuple(numbers) if many else numbers[0])
-        tests.append(exists(select(1).where(keyed, test)))
+        tests.append(_has(table, c.field.key, [test], membership))
     present = or_(*tests)
     return not_(present) if c.op == "isnull" else present
 
 
-def _attribute(c: Compare) -> ColumnElement[bool]:
+def _attribute(c: Compare, membership: str) -> ColumnElement[bool]:
     key = c.field.key
     if key not in _RUN_COLUMNS:
-        return _custom_attribute(c)
+        return _custom_attribute(c, membership)
     column = rm.runs.c[_RUN_COLUMNS[key]]
     if c.op == "isnull":
         return column.is_(None)
