@@ -49,6 +49,9 @@ _POLL_SECONDS = 0.05  # how often a subscriber looks for events written by other
 # _Recent): ~110,000 metric points, one full SDK batch (their decoded form takes ~10x the
 # bytes). Usually far fewer are: an event goes once every subscriber here has read it.
 RECENT_BYTES = 8 * 1024 * 1024
+# One read decodes at most this many body bytes (a batch of 5,000 events of 1,000 points each
+# decoded at once held ~1.4 GB of the server's memory).
+MAX_READ_BYTES = 4 * 1024 * 1024  # ~55,000 metric points; six projections may each hold one
 
 
 class SQLiteEventLog(AggregateLog):
@@ -162,13 +165,13 @@ class SQLiteEventLog(AggregateLog):
         events soon after one another: the newest are kept (with their decoded form, once
         someone decoded them), so each is parsed and validated once, not once per projection."""
         with self._lock:
-            events = self._recent.run(after, limit)
-            if len(events) < limit:
+            events, size = self._recent.run(after, limit, MAX_READ_BYTES)
+            if len(events) < limit and size < MAX_READ_BYTES:
                 last = events[-1].position if events else after
-                rows = self._db.execute(
+                rows = _within(self._db.execute(
                     "SELECT position, body FROM events WHERE position > ? ORDER BY position LIMIT ?",
                     (last, limit - len(events)),
-                ).fetchall()
+                ).fetchall(), MAX_READ_BYTES - size)
                 if rows:
                     kept = self._recent.events
                     fresh = [kept[p][0] if p in kept else RecordedEvent(position=p, raw=orjson.loads(b))
@@ -270,17 +273,19 @@ class _Recent:
         self.size = 0
         self.newest = 0
 
-    def run(self, after: int, limit: int) -> list[RecordedEvent]:
-        """The kept events at after+1, after+2, … up to the first position not kept."""
+    def run(self, after: int, limit: int, max_bytes: int) -> tuple[list[RecordedEvent], int]:
+        """The kept events at after+1, after+2, … up to the first position not kept (or the
+        limits), and their body bytes."""
         found: list[RecordedEvent] = []
-        get, position = self.events.get, after + 1
-        while len(found) < limit:
+        get, position, size = self.events.get, after + 1, 0
+        while len(found) < limit and size < max_bytes:
             kept = get(position)
             if kept is None:
                 break
             found.append(kept[0])
+            size += kept[1]
             position += 1
-        return found
+        return found, size
 
     def add(self, events: list[RecordedEvent], sizes: list[int]) -> None:
         for event, size in zip(events, sizes, strict=True):
@@ -301,6 +306,16 @@ class _Recent:
             if oldest > floor:
                 break
             self.size -= events.pop(oldest)[1]
+
+
+def _within(rows: list[tuple[int, bytes]], budget: int) -> list[tuple[int, bytes]]:
+    """The leading rows whose bodies fit `budget` bytes (at least one, so a reader always
+    moves): a batch of large events is decoded in parts, not all at once."""
+    for i, (_, body) in enumerate(rows):
+        budget -= len(body)
+        if budget < 0:
+            return rows[: max(i, 1)]
+    return rows
 
 
 def _row(event: Mapping[str, Any]) -> tuple[Any, ...]:

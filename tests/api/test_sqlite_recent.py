@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
+
 from modeldb.event_schema import to_wire
 from modeldb.writer import sqlite_log
 from modeldb.writer.sqlite_log import SQLiteEventLog
@@ -60,3 +62,21 @@ def test_eviction_keeps_only_the_newest_within_the_budget(tmp_path: Path, monkey
     assert max(kept.events) == len(forms)  # the newest stay
     assert _ids(log.read_sync(0, 1000)) == [f["event_id"] for f in forms]  # evicted: from the file
     assert behind._position == 0
+
+
+def test_a_read_decodes_a_bounded_number_of_bytes_and_still_returns_everything(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sqlite_log, "MAX_READ_BYTES", 1500)
+    log = SQLiteEventLog(tmp_path / "log.db")
+    forms = _forms("r1") + _forms("r2") + _forms("r3")
+    log.append_sync(forms)
+    seen, after, reads = [], 0, 0
+    while batch := log.read_sync(after, 1000):  # fresh from the file, then from the kept ones
+        sizes = [len(orjson.dumps(e.raw)) for e in batch]
+        assert len(batch) == 1 or sum(sizes[:-1]) < 1500
+        seen += batch
+        after, reads = batch[-1].position, reads + 1
+    assert _ids(seen) == [f["event_id"] for f in forms]
+    assert reads > 1
+    again = log.read_sync(0, 1000)  # the kept events count against the budget too
+    assert 0 < len(again) < len(forms)
