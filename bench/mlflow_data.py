@@ -1,6 +1,6 @@
 """Loading the search and metric-history data set into ModelDB the fast way (events straight
 into the log, as bench/pipeline.py does), then rebuilding every projection from it, timed:
-the rebuild is the replay scenario."""
+the rebuild is the replay scenario (each projection alone, then all together in one pass)."""
 
 from __future__ import annotations
 
@@ -57,11 +57,12 @@ def events(runs: int, history_points: int) -> tuple[list[dict[str, Any]], str]:
 class Replay:
     events: int
     points: int
-    seconds: dict[str, float] = field(default_factory=dict)  # projection → rebuild time
+    seconds: dict[str, float] = field(default_factory=dict)  # projection → rebuild time alone
+    together_s: float | None = None  # all projections rebuilt in one pass over the log
 
     @property
     def total_s(self) -> float:
-        return sum(self.seconds.values())
+        return self.together_s if self.together_s is not None else sum(self.seconds.values())
 
 
 async def load_and_replay(settings: Settings, wire: list[dict[str, Any]]) -> Replay:
@@ -80,6 +81,9 @@ async def load_and_replay(settings: Settings, wire: list[dict[str, Any]]) -> Rep
             start = time.perf_counter()
             await system.runtimes[name].rebuild()
             replay.seconds[name] = time.perf_counter() - start
+        start = time.perf_counter()  # what `modeldb replay` does: one pass feeding them all
+        await system.rebuild(PROJECTIONS)
+        replay.together_s = time.perf_counter() - start
         if system.outbox_runtime is not None:  # not a projection, but `serve` would catch it up
             await system.outbox_runtime.catch_up()  # from zero while the scenarios run
         return replay

@@ -95,9 +95,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         system = await System.open(Settings.load(args.data_dir))
         try:
             names = PROJECTIONS if args.projection == "all" else (args.projection,)
+            # All of them in one pass over the log: each batch is read and decoded once.
+            with tqdm(desc=f"replay {', '.join(names)}", unit=" events", file=sys.stderr) as bar:
+                count = await system.rebuild(names, bar.update)
             for name in names:
-                with tqdm(desc=f"replay {name}", unit=" events", file=sys.stderr) as bar:
-                    count = await system.runtimes[name].rebuild(bar.update)
                 print(f"{name}: rebuilt from {count} events, digest "
                       f"{await system.projections[name].digest()}")
         finally:

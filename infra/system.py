@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from modeldb.projectors.db import create_engine
 from modeldb.projectors.enrichment import PROJECTION_PREFIX, EnrichmentProjection, discover_enrichers
 from modeldb.projectors.graph_sql import SqlGraph
 from modeldb.projectors.lineage import GraphStore
-from modeldb.projectors.runtime import ProjectorRuntime
+from modeldb.projectors.runtime import ProjectorRuntime, rebuild_together
 from modeldb.projectors.search import SearchProjection
 from modeldb.projectors.sql_projection import SqlReadModel
 from modeldb.projectors.webhooks import WebhookDeliverer, WebhookOutbox
@@ -177,6 +177,11 @@ class System:
                                "for it (is `modeldb project --projection audit` running?)")
         events = await self.audit.history(aggregate.id, kind=aggregate.kind)
         return [RecordedEvent(i + 1, raw) for i, raw in enumerate(events)]
+
+    async def rebuild(self, names: Iterable[str] = PROJECTIONS,
+                      on_progress: Callable[[int], None] | None = None) -> int:
+        """Drop the named projections and rebuild them together, in one pass over the log."""
+        return await rebuild_together(self.log, [self.runtimes[n] for n in names], on_progress)
 
     async def catch_up(self, names: Iterable[str] = PROJECTIONS) -> None:
         for name in names:

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modeldb.event_schema import RecordedEvent, canonical_bytes
 from modeldb.projectors.base import SqlProjection
+from modeldb.projectors.db import execute_rows
 
 if TYPE_CHECKING:
     from modeldb.writer.vault import Vault
@@ -62,6 +63,12 @@ def chain_hash(prev_hash: str, body: bytes) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + body).hexdigest()
 
 
+_COLUMNS = ("partition", "position", "event_id", "type", "aggregate_kind", "aggregate_id",
+            "occurred_at", "recorded_at", "actor", "source", "duplicate", "body", "prev_hash",
+            "hash")
+_INSERT = audit_events.insert()
+
+
 class AuditStore(SqlProjection):
     name = "audit"
     metadata = metadata
@@ -84,18 +91,15 @@ class AuditStore(SqlProjection):
                 continue  # redelivered after a consumer rebalance: already in the chain
             body = canonical_bytes(raw)
             digest = chain_hash(prev_hash, body)
-            rows.append({
-                "partition": part, "position": recorded.position, "event_id": raw["event_id"],
-                "type": raw["type"], "aggregate_kind": raw["aggregate"]["kind"],
-                "aggregate_id": raw["aggregate"]["id"], "occurred_at": raw["occurred_at"],
-                "recorded_at": raw["recorded_at"], "actor": raw.get("actor"),
-                "source": raw.get("source", "sdk"), "duplicate": raw["event_id"] in seen,
-                "body": body.decode(), "prev_hash": prev_hash, "hash": digest,
-            })
+            rows.append((
+                part, recorded.position, raw["event_id"], raw["type"], raw["aggregate"]["kind"],
+                raw["aggregate"]["id"], raw["occurred_at"], raw["recorded_at"], raw.get("actor"),
+                raw.get("source", "sdk"), raw["event_id"] in seen, body.decode(), prev_hash,
+                digest,
+            ))
             seen.add(raw["event_id"])
             heads[part] = (digest, recorded.position)
-        if rows:
-            await conn.execute(audit_events.insert(), rows)
+        await execute_rows(conn, _INSERT, _COLUMNS, rows)
 
     async def history(
         self,

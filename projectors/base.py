@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -12,7 +13,8 @@ from sqlalchemy import BigInteger, Column, MetaData, String, Table, delete, sele
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from modeldb.event_schema import RecordedEvent
-from modeldb.projectors.db import upsert
+from modeldb.event_schema.types import event_type
+from modeldb.projectors.db import upsert, upsert_rows
 from modeldb.writer.log import Batch, Checkpoint
 
 state_metadata = MetaData()
@@ -31,6 +33,8 @@ applied_events = Table(
     Column("projection", String(50), primary_key=True),
     Column("event_id", String(36), primary_key=True),
 )
+
+_APPLIED_COLUMNS = ("projection", "event_id")
 
 
 class Projection(ABC):
@@ -118,12 +122,9 @@ class SqlProjection(Projection):
             if event_id not in seen:
                 seen.add(event_id)  # a duplicate inside one batch counts too
                 fresh.append(event)
-        await upsert(
-            conn,
-            applied_events,
-            [{"projection": self.name, "event_id": e.raw["event_id"]} for e in fresh],
-            ["projection", "event_id"],
-        )
+        name = self.name
+        await upsert_rows(conn, applied_events, _APPLIED_COLUMNS,
+                          [(name, e.raw["event_id"]) for e in fresh], _APPLIED_COLUMNS)
         return fresh
 
     @abstractmethod
@@ -150,6 +151,25 @@ class SqlProjection(Projection):
         return hasher.hexdigest()
 
     digest_ignores: frozenset[str] = frozenset()
+
+
+_METRICS_VERSION = event_type("MetricsLogged").version
+
+
+def metric_points(recorded: RecordedEvent) -> Iterator[tuple[str, float, int, int]]:
+    """A MetricsLogged event's points as (key, value, step, timestamp). Today's version is
+    read from its stored form: the log holds what the writer validated and dumped, so decoding
+    it again (a pydantic object per point, most of a replay's time) would rebuild the same
+    values. Non-finite values are stored by name ("NaN", "Infinity"), which float() reads."""
+    raw = recorded.raw
+    if raw.get("schema_version") != _METRICS_VERSION or recorded._event:
+        for p in recorded.event.payload.points:  # type: ignore[attr-defined]
+            yield p.key, p.value, p.step, p.timestamp
+        return
+    for point in raw["payload"]["points"]:
+        value = point["value"]
+        yield (point["key"], value if type(value) is float else float(value), point.get("step", 0),
+               point["timestamp"])
 
 
 def _plain(value: Any) -> Any:

@@ -65,3 +65,75 @@ async def upsert(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
     await conn.execute(stmt, list(rows))
+
+
+# (dialect, statement identity, columns) → (driver SQL, how to build its parameters from a
+# row: None when the row already is them, else per parameter a column index or a constant)
+_Shape = tuple[str, tuple[tuple[int, Any], ...] | None]
+_COMPILED: dict[tuple[str, int, tuple[str, ...]], _Shape] = {}
+
+
+def _driver_sql(conn: AsyncConnection, stmt: Any, columns: Sequence[str]) -> _Shape:
+    key = (conn.dialect.name, id(stmt), tuple(columns))
+    found = _COMPILED.get(key)
+    if found is None:
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
+        order = tuple(compiled.positiontup or ())
+        missing = set(columns) - set(order)
+        if missing:
+            raise ValueError(f"statement does not bind {sorted(missing)}")
+        # Parameters beyond the given columns are the other columns' Python-side defaults.
+        params = tuple((list(columns).index(n), None) if n in columns else (-1, _default(stmt, n))
+                       for n in order)
+        found = _COMPILED[key] = (compiled.string, None if order == tuple(columns) else params)
+    return found
+
+
+def _default(stmt: Any, column: str) -> Any:
+    default = stmt.table.c[column].default
+    if default is None or not default.is_scalar:
+        raise ValueError(f"no value for {column!r}, and it has no constant default")
+    return default.arg
+
+
+async def execute_rows(conn: AsyncConnection, stmt: Any, columns: Sequence[str],
+                       rows: Sequence[tuple[Any, ...]]) -> None:
+    """Execute an INSERT-like statement for many rows given as plain tuples (in `columns`
+    order) through the driver's executemany: SQLAlchemy compiles it once per shape, and no
+    per-row parameter dicts are built or processed (the hot path of a replay). Only for
+    values the driver takes as they are (str, int, float, bool, None).
+
+    `stmt` must be a long-lived object (a module constant or cached), as it is cached by
+    identity."""
+    if not rows:
+        return
+    sql, params = _driver_sql(conn, stmt, columns)
+    if params is not None:
+        rows = [tuple(row[i] if i >= 0 else const for i, const in params) for row in rows]
+    await conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+
+
+_UPSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...] | None], Any] = {}
+
+
+def upsert_statement(conn: AsyncConnection, table: Table, keys: Sequence[str],
+                     update: Sequence[str] | None) -> Any:
+    """The (cached) INSERT … ON CONFLICT of `upsert`, for `execute_rows`."""
+    cache_key = (conn.dialect.name, table.name, tuple(keys), tuple(update) if update else None)
+    stmt = _UPSERTS.get(cache_key)
+    if stmt is None:
+        stmt = insert_for(conn, table)
+        if update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+        _UPSERTS[cache_key] = stmt
+    return stmt
+
+
+async def upsert_rows(conn: AsyncConnection, table: Table, columns: Sequence[str],
+                      rows: Sequence[tuple[Any, ...]], keys: Sequence[str],
+                      update: Sequence[str] | None = None) -> None:
+    """`upsert` for rows given as tuples in `columns` order, through `execute_rows`."""
+    await execute_rows(conn, upsert_statement(conn, table, keys, update), columns, rows)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from modeldb.event_schema import Event
+from modeldb.event_schema import Event, RecordedEvent
+from modeldb.projectors.base import metric_points
 from modeldb.projectors.enrichment import Enricher, EnrichmentSession
 
 # Series whose lower values are better; every other series is taken as higher-is-better
@@ -48,12 +50,26 @@ class MetricAnomalies(Enricher):
     event_types = frozenset({"MetricsLogged"})
 
     async def apply(self, events: list[Event], session: EnrichmentSession) -> None:
-        states = await session.states(e.aggregate.id for e in events)
+        await self._apply([(e.aggregate.id, [(p.key, p.value, p.step, p.timestamp)
+                                             for p in e.payload.points])  # type: ignore[attr-defined]
+                           for e in events], session)
+
+    async def apply_recorded(self, events: list[RecordedEvent], session: EnrichmentSession) -> None:
+        # Points straight from the stored form: no pydantic object per point.
+        await self._apply([(r.raw["aggregate"]["id"], metric_points(r)) for r in events], session)
+
+    async def _apply(self, events: list[tuple[str, Iterable[tuple[str, float, int, int]]]],
+                     session: EnrichmentSession) -> None:
+        states = await session.states(run for run, _ in events)
         before = {run: _flags(state) for run, state in states.items()}
-        for event in events:
-            series = states[event.aggregate.id].setdefault("series", {})
-            for point in event.payload.points:  # type: ignore[attr-defined]
-                self._observe(series.setdefault(point.key, {}), point.key, point.value, point.step)
+        observe = self._observe
+        for run, points in events:
+            series = states[run].setdefault("series", {})
+            for key, value, step, _ in points:
+                s = series.get(key)
+                if s is None:
+                    s = series[key] = {}
+                observe(s, key, value, step)
         for run, state in states.items():
             session.put_state(run, state)
             _publish(session, run, before[run], _flags(state))

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modeldb.event_schema import Event, RecordedEvent
 from modeldb.projectors.base import SqlProjection, applied_events, projection_state
-from modeldb.projectors.db import upsert
+from modeldb.projectors.db import upsert_rows
 from modeldb.projectors.read_model import ID, KEY, PREFIX
 
 log = logging.getLogger("modeldb.projectors.enrichment")
@@ -109,16 +109,15 @@ class EnrichmentSession:
             await self.conn.execute(delete(t).where(
                 t.c.enricher == self.enricher,
                 tuple_(t.c.run_id, t.c.key).in_(gone[start : start + 500])))
-        await upsert(self.conn, t, [
-            {"enricher": self.enricher, "run_id": run, "key": key, "value": value,
-             "value_num": as_number(value)}
+        name = self.enricher
+        await upsert_rows(self.conn, t, ("enricher", "run_id", "key", "value", "value_num"), [
+            (name, run, key, value, as_number(value))
             for (run, key), value in self._attributes.items() if value is not None],
-            ["enricher", "run_id", "key"], ["value", "value_num"])
-        await upsert(self.conn, enrichment_state, [
-            {"enricher": self.enricher, "run_id": run,
-             "state": orjson.dumps(state, option=orjson.OPT_SORT_KEYS).decode()}
+            ("enricher", "run_id", "key"), ("value", "value_num"))
+        await upsert_rows(self.conn, enrichment_state, ("enricher", "run_id", "state"), [
+            (name, run, orjson.dumps(state, option=orjson.OPT_SORT_KEYS).decode())
             for run, state in self._states.items() if state],
-            ["enricher", "run_id"], ["state"])
+            ("enricher", "run_id"), ("state",))
 
 
 class Enricher(ABC):
@@ -138,6 +137,11 @@ class Enricher(ABC):
     async def apply(self, events: list[Event], session: EnrichmentSession) -> None:
         """Apply the handled events of one batch, in log order."""
 
+    async def apply_recorded(self, events: list[RecordedEvent], session: EnrichmentSession) -> None:
+        """What the projection calls: `apply` on the decoded events. An enricher may read
+        the stored form instead, where decoding would be most of its cost."""
+        await self.apply([r.event for r in events], session)
+
 
 class EnrichmentProjection(SqlProjection):
     """Runs one enricher as a projection with its own checkpoint."""
@@ -155,11 +159,11 @@ class EnrichmentProjection(SqlProjection):
                                             if self.enricher.handles(e.raw["type"])])
 
     async def apply_events(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
-        handled = [r.event for r in events if self.enricher.handles(r.raw["type"])]
+        handled = [r for r in events if self.enricher.handles(r.raw["type"])]
         if not handled:
             return
         session = EnrichmentSession(conn, self.enricher.name)
-        await self.enricher.apply(handled, session)
+        await self.enricher.apply_recorded(handled, session)
         await session.flush()
 
     async def reset(self) -> None:

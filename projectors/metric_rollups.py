@@ -18,7 +18,7 @@ from sqlalchemy import and_, case, or_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modeldb.projectors import read_model as rm
-from modeldb.projectors.db import insert_for
+from modeldb.projectors.db import execute_rows, insert_for
 
 # Each width is 8 times the one before, so a query picks a width at which it reads at most
 # 8 rollup rows per output bucket (and at most 64 points per bucket below the finest width).
@@ -38,8 +38,9 @@ def _fold(acc: _Acc, count: int, lo: tuple[Any, ...] | None, hi: tuple[Any, ...]
         acc[4], acc[5], acc[6] = hi
 
 
-def rollup_rows(points: list[tuple[str, str, int, int, float]]) -> list[dict[str, Any]]:
-    """The rollup rows a batch of points (run_id, key, step, timestamp, value) implies."""
+def rollup_rows(points: list[tuple[str, str, int, int, float]]) -> list[tuple[Any, ...]]:
+    """The rollup rows (in COLUMNS order) a batch of points (run_id, key, step, timestamp,
+    value) implies."""
     finest = WIDTHS[0]
     level: dict[tuple[str, str, int], _Acc] = {}
     for run_id, key, step, ts, value in points:  # hot loop: plain comparisons only
@@ -73,14 +74,26 @@ def rollup_rows(points: list[tuple[str, str, int, int, float]]) -> list[dict[str
     return rows
 
 
-def _rows(width: int, level: dict[tuple[str, str, int], _Acc]) -> list[dict[str, Any]]:
-    return [{"run_id": run_id, "key": key, "width": width, "bucket": bucket, "count": a[0],
-             "min_value": a[1], "min_step": a[2], "min_timestamp": a[3],
-             "max_value": a[4], "max_step": a[5], "max_timestamp": a[6]}
-            for (run_id, key, bucket), a in sorted(level.items())]
+COLUMNS = ("run_id", "key", "width", "bucket", "count", "min_value", "min_step", "min_timestamp",
+           "max_value", "max_step", "max_timestamp")
+
+
+def _rows(width: int, level: dict[tuple[str, str, int], _Acc]) -> list[tuple[Any, ...]]:
+    """Rows in COLUMNS order (in the order the points came: grouped by series already)."""
+    return [(run_id, key, width, bucket, *a) for (run_id, key, bucket), a in level.items()]
+
+
+_MERGE: dict[str, Any] = {}  # per dialect: execute_rows caches by statement identity
 
 
 def _merge(conn: AsyncConnection) -> Any:
+    stmt = _MERGE.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _MERGE[conn.dialect.name] = _build_merge(conn)
+    return stmt
+
+
+def _build_merge(conn: AsyncConnection) -> Any:
     """Upsert folding a batch's rollup rows into the stored ones, with the same tie rule."""
     table = rm.metric_rollups
     stmt = insert_for(conn, table)
@@ -104,6 +117,4 @@ def _merge(conn: AsyncConnection) -> Any:
 
 
 async def write_rollups(conn: AsyncConnection, points: list[tuple[str, str, int, int, float]]) -> None:
-    rows = rollup_rows(points)
-    if rows:
-        await conn.execute(_merge(conn), rows)
+    await execute_rows(conn, _merge(conn), COLUMNS, rollup_rows(points))

@@ -75,14 +75,48 @@ async def _security(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: security.metadata.create_all(sync, checkfirst=True))
 
 
+async def _search_indexes(conn: AsyncConnection) -> None:
+    from sqlalchemy import text
+
+    # Run search at 100k+ runs (query_api/run_search.py): counts read the scope of an
+    # experiment from one covering index, and key-value filters and sorts read run ids
+    # from the key's index alone. The two dropped indexes are prefixes of the new ones.
+    # PostgreSQL sorts nulls after values, so only an index whose nulls come first, read
+    # backwards, serves the default order `start_time DESC NULLS LAST, id DESC NULLS LAST`;
+    # SQLite sorts nulls first already (and has no NULLS FIRST in an index).
+    nulls_first = " NULLS FIRST" if conn.dialect.name == "postgresql" else ""
+    for statement in (
+        f"CREATE INDEX IF NOT EXISTS runs_in_scope ON runs (project, experiment, deleted, "
+        f"start_time{nulls_first}, id{nulls_first})",
+        'CREATE INDEX IF NOT EXISTS latest_metrics_by_key_value_run ON latest_metrics ("key", value, run_id)',
+        'CREATE INDEX IF NOT EXISTS params_by_key_num_run ON params ("key", value_num, run_id)',
+        "DROP INDEX IF EXISTS latest_metrics_by_key_value",
+        "DROP INDEX IF EXISTS params_by_key_num",
+    ):
+        await conn.execute(text(statement))
+
+
+async def _sparse_rollups(conn: AsyncConnection) -> None:
+    from sqlalchemy import text
+
+    # A series now has rollups from its second point on (projectors/sql_projection.py), and
+    # when it grows past one point its stored point is rolled up then: a one-point series
+    # that kept its old rollup rows would have that point counted twice.
+    await conn.execute(text(
+        "DELETE FROM metric_rollups WHERE EXISTS (SELECT 1 FROM latest_metrics l "
+        "WHERE l.run_id = metric_rollups.run_id AND l.key = metric_rollups.key AND l.count = 1)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: read model, lineage graph, audit store", _initial),
     Migration(2, "registry governance, deployments, webhook outbox", _registry),
     Migration(3, "metric rollups for downsampled histories", _metric_rollups),
     Migration(4, "full-text search index, enrichment (derived run attributes)", _search_enrichment),
     Migration(5, "security: API tokens and grants (no projection: replays keep them)", _security),
+    Migration(6, "run search indexes: covering scope, key-value indexes holding run ids", _search_indexes),
+    Migration(7, "metric rollups only for series of two or more points", _sparse_rollups),
 )
-HEAD = MIGRATIONS[-1].version
+HEAD = max(m.version for m in MIGRATIONS)
 
 
 async def current_version(engine: AsyncEngine) -> int:

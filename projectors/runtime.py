@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from modeldb.event_schema import RecordedEvent
 from modeldb.projectors.base import Projection
@@ -102,6 +102,13 @@ class ProjectorRuntime:
         await self.projection.reset()
         return await self.catch_up(on_progress)
 
+    async def _advanced(self, batch: Batch) -> None:
+        """Record that `batch` was applied by someone driving this runtime (a shared rebuild)."""
+        self.checkpoint = {**self.checkpoint, **batch.checkpoint}
+        self.applied += len(batch.events)
+        async with self._progress:
+            self._progress.notify_all()
+
     async def wait_until(self, target: Checkpoint, timeout: float = 10.0) -> bool:
         """Wait until this projection has applied the log up to `target`; False on timeout."""
         async def until_reached() -> None:
@@ -113,3 +120,46 @@ class ProjectorRuntime:
         except TimeoutError:
             return False
         return True
+
+
+async def rebuild_together(
+    log: EventLog,
+    runtimes: Sequence[ProjectorRuntime],
+    on_progress: Callable[[int], None] | None = None,
+    *,
+    batch_size: int = 10_000,
+) -> int:
+    """Drop several projections and rebuild them in one pass over the log: each batch is read
+    and decoded once, then applied by every projection in turn (each in its own transaction,
+    with its own checkpoint, exactly as its runtime would). Returns the events read."""
+    if not runtimes:
+        return 0
+    for runtime in runtimes:
+        await runtime.projection.setup()
+        await runtime.projection.reset()
+        runtime.checkpoint = {}
+    # One cursor for all: the projections keep their checkpoints in their own stores, so the
+    # log's consumer group (named after the first) is only where the read position is kept.
+    subscription = log.subscribe(runtimes[0].projection.name, {})
+    total = 0
+    try:
+        while True:
+            batch = await subscription.next_batch(batch_size, 0.0)
+            if not batch.events and reached(runtimes[0].checkpoint, batch.checkpoint):
+                if await subscription.caught_up():
+                    return total
+                continue
+            revealed: dict[int, Batch] = {}  # one reveal per vault, shared
+            for runtime in runtimes:
+                key = id(runtime.vault)
+                if key not in revealed:
+                    revealed[key] = await runtime._revealed(batch)
+                await runtime.projection.apply(revealed[key])
+            await subscription.commit(batch)
+            for runtime in runtimes:
+                await runtime._advanced(batch)
+            total += len(batch.events)
+            if on_progress and batch.events:
+                on_progress(len(batch.events))
+    finally:
+        await subscription.close()

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modeldb.event_schema import Event, RecordedEvent
 from modeldb.projectors.base import SqlProjection
-from modeldb.projectors.db import is_postgres, upsert
+from modeldb.projectors.db import is_postgres, upsert_rows
 
 metadata = MetaData()
 BODY_MAX = 100_000  # characters of a document's body that are indexed
@@ -243,6 +243,9 @@ def _render(fields: dict[str, Any]) -> str:
     return " · ".join(p for p in parts if p)[:BODY_MAX]
 
 
+_COLUMNS = ("kind", "entity_id", "project", "name", "body", "fields", "deleted")
+
+
 class SearchProjection(SqlProjection):
     name = "search"
     metadata = metadata
@@ -269,12 +272,9 @@ class SearchProjection(SqlProjection):
             deleted = pending.deleted if pending.deleted is not None else bool(
                 before and before.deleted)
             project = entity_id if kind == "Project" else fields.get("project")
-            rows.append({"kind": kind, "entity_id": entity_id, "project": project,
-                         "name": str(fields.get("name") or ""), "body": _render(fields),
-                         "fields": orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode(),
-                         "deleted": deleted})
-        await upsert(conn, search_documents, rows, ["kind", "entity_id"],
-                     ["project", "name", "body", "fields", "deleted"])
+            rows.append((kind, entity_id, project, str(fields.get("name") or ""), _render(fields),
+                         orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode(), deleted))
+        await upsert_rows(conn, search_documents, _COLUMNS, rows, _COLUMNS[:2], _COLUMNS[2:])
         if not is_postgres(conn) and any(r.raw["type"] == "ValuesRedacted" for r in events):
             # FTS5 deletes leave the old terms in their segments until a merge: merge now, so
             # no redacted value survives in the index.

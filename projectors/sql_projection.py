@@ -12,18 +12,19 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, case, delete, func, tuple_
+from sqlalchemy import Table, case, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modeldb.event_schema import Event, RecordedEvent
 from modeldb.event_schema import types as t
 from modeldb.event_schema.sensitive import split_path
 from modeldb.projectors import read_model as rm
-from modeldb.projectors.base import SqlProjection
-from modeldb.projectors.db import insert_for, is_postgres, upsert
+from modeldb.projectors.base import SqlProjection, metric_points
+from modeldb.projectors.db import execute_rows, insert_for, is_postgres, upsert_rows
 from modeldb.projectors.metric_rollups import write_rollups
 from modeldb.writer.vault import redacted_marker
 
@@ -59,8 +60,13 @@ class _Rows:
     keys: tuple[str, ...]
     rows: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        get = itemgetter(*self.keys)  # a tuple for several keys, the value for one
+        self._key: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            get if len(self.keys) > 1 else lambda values: (get(values),))
+
     def set(self, **values: Any) -> None:
-        key = tuple(values[k] for k in self.keys)
+        key = self._key(values)
         current = self.rows.get(key)
         if current is None or current is _DELETE:
             self.rows[key] = values
@@ -68,7 +74,7 @@ class _Rows:
             current.update(values)
 
     def set_once(self, **values: Any) -> None:
-        self.rows.setdefault(tuple(values[k] for k in self.keys), values)
+        self.rows.setdefault(self._key(values), values)
 
     def delete(self, *key: Any) -> None:
         self.rows[key] = _DELETE
@@ -79,14 +85,15 @@ class _Rows:
             chunk = deletes[start : start + 500]
             cols = tuple_(*(self.table.c[k] for k in self.keys))
             await conn.execute(delete(self.table).where(cols.in_(chunk)))
-        # Rows with the same set of columns share one bulk statement.
-        groups: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+        # Rows with the same columns (in the same order: set by the same handler) share one
+        # bulk statement, executed by the driver with plain tuples.
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)
         for value in self.rows.values():
             if value is not _DELETE:
-                groups[frozenset(value)].append(value)
+                groups[tuple(value)].append(tuple(value.values()))
         for columns, rows in groups.items():
             update = [c for c in columns if c not in self.keys] if overwrite else None
-            await upsert(conn, self.table, rows, self.keys, update or None)
+            await upsert_rows(conn, self.table, columns, rows, self.keys, update or None)
 
 
 _POINT_COLUMNS = ("run_id", "key", "step", "timestamp", "value")
@@ -112,9 +119,8 @@ class _Metrics:
     points: list[tuple[str, str, int, int, float]] = field(default_factory=list)
     summary: dict[tuple[str, str], _Summary] = field(default_factory=dict)
 
-    def add(self, run_id: str, point: t.MetricPoint) -> None:
+    def add(self, run_id: str, key: str, value: float, step: int, ts: int) -> None:
         # The hottest loop of a replay: plain comparisons, no helper calls per point.
-        key, value, step, ts = point.key, point.value, point.step, point.timestamp
         self.points.append((run_id, key, step, ts, value))
         finite = value if value == value else None  # NaN is the one value unequal to itself
         s = self.summary.get((run_id, key))
@@ -136,11 +142,49 @@ class _Metrics:
     async def flush(self, conn: AsyncConnection) -> None:
         if self.points:
             await _append_points(conn, self.points)
-            await write_rollups(conn, self.points)
+            await write_rollups(conn, await self._to_roll_up(conn))
         if self.summary:
-            rows = [{"run_id": run_id, "key": key, **vars(s)}
+            rows = [(run_id, key, s.value, s.step, s.timestamp, s.min_value, s.max_value,
+                     s.first_value, s.first_step, s.first_timestamp, s.count)
                     for (run_id, key), s in self.summary.items()]
-            await conn.execute(_merge_latest(conn), rows)
+            await execute_rows(conn, _merge_latest(conn), _LATEST_COLUMNS, rows)
+
+
+    async def _to_roll_up(self, conn: AsyncConnection) -> list[tuple[str, str, int, int, float]]:
+        """The points that go into the rollups. A series has rollups from its second point on:
+        one point is never downsampled, and a log of many short runs is mostly one-point
+        series, whose six rollup rows each would be most of what a replay writes. When a
+        series grows past one point, its stored point is rolled up with the batch's, so the
+        rollups are those of all its points however they were batched (rebuilt == incremental).
+        Must run before the batch's summary is merged into latest_metrics."""
+        stored = await _stored_counts(conn, list({run_id for run_id, _ in self.summary}))
+        skip: set[tuple[str, str]] = set()
+        earlier: list[tuple[str, str, int, int, float]] = []
+        for series, s in self.summary.items():
+            before = stored.get(series)
+            count = before[0] if before else 0
+            if count + s.count < 2:
+                skip.add(series)
+            elif count == 1:
+                _, value, step, ts = before  # type: ignore[misc]
+                # SQLite stores NaN as NULL; either way it is counted, never an extreme.
+                earlier.append((*series, step, ts, math.nan if value is None else value))
+        if not skip:
+            return earlier + self.points if earlier else self.points
+        return earlier + [p for p in self.points if (p[0], p[1]) not in skip]
+
+
+async def _stored_counts(conn: AsyncConnection,
+                         run_ids: list[str]) -> dict[tuple[str, str], tuple[int, Any, int, int]]:
+    """(run, key) → (count, value, step, timestamp) of the stored series of these runs."""
+    lm = rm.latest_metrics
+    found: dict[tuple[str, str], tuple[int, Any, int, int]] = {}
+    for start in range(0, len(run_ids), 500):
+        rows = await conn.execute(
+            select(lm.c.run_id, lm.c.key, lm.c.count, lm.c.value, lm.c.step, lm.c.timestamp)
+            .where(lm.c.run_id.in_(run_ids[start : start + 500])))
+        found.update({(r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in rows})
+    return found
 
 
 async def _append_points(conn: AsyncConnection, points: list[tuple[str, str, int, int, float]]) -> None:
@@ -157,7 +201,19 @@ async def _append_points(conn: AsyncConnection, points: list[tuple[str, str, int
         points)  # type: ignore[arg-type]
 
 
+_LATEST_COLUMNS = ("run_id", "key", "value", "step", "timestamp", "min_value", "max_value",
+                   "first_value", "first_step", "first_timestamp", "count")
+_MERGE_LATEST: dict[str, Any] = {}  # per dialect: execute_rows caches by statement identity
+
+
 def _merge_latest(conn: AsyncConnection) -> Any:
+    stmt = _MERGE_LATEST.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _MERGE_LATEST[conn.dialect.name] = _build_merge_latest(conn)
+    return stmt
+
+
+def _build_merge_latest(conn: AsyncConnection) -> Any:
     """Upsert that folds a batch's summary into the stored one (latest, min, max, first)."""
     table, pg = rm.latest_metrics, is_postgres(conn)
     stmt = insert_for(conn, table)
@@ -289,15 +345,19 @@ def _run_finished(c: _Changes, e: Event) -> None:
 
 @handles("ParamsLogged")
 def _params(c: _Changes, e: Event) -> None:
+    # set_once, inlined: params are a large share of a replay's rows.
+    pending, run_id = c.params.rows, e.aggregate.id
     for key, value in e.payload.params.items():  # type: ignore[attr-defined]
-        c.params.set_once(run_id=e.aggregate.id, key=key, value=as_text(value),
-                          value_num=as_number(value))
+        if (run_id, key) not in pending:
+            pending[(run_id, key)] = {"run_id": run_id, "key": key, "value": as_text(value),
+                                      "value_num": as_number(value)}
 
 
 @handles("MetricsLogged")
 def _metrics(c: _Changes, e: Event) -> None:
-    for point in e.payload.points:  # type: ignore[attr-defined]
-        c.metrics.add(e.aggregate.id, point)
+    add, run_id = c.metrics.add, e.aggregate.id
+    for p in e.payload.points:  # type: ignore[attr-defined]
+        add(run_id, p.key, p.value, p.step, p.timestamp)
 
 
 @handles("TagsSet")
@@ -497,6 +557,11 @@ class SqlReadModel(SqlProjection):
     async def apply_events(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
         changes = _Changes()
         for recorded in events:
+            if recorded.raw["type"] == "MetricsLogged":  # most of a log: no Event built
+                add, run_id = changes.metrics.add, recorded.raw["aggregate"]["id"]
+                for key, value, step, ts in metric_points(recorded):
+                    add(run_id, key, value, step, ts)
+                continue
             event = recorded.event
             handler = HANDLERS.get(event.type)
             if handler is not None:
