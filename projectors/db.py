@@ -32,6 +32,9 @@ def create_engine(url: str) -> AsyncEngine:
             # The read model can always be rebuilt from the log, so NORMAL is durable enough.
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # Reads through a memory map skip a copy per page: lineage walks that touch
+            # thousands of scattered rows spent a quarter less CPU (bench/lineage_neo4j.py).
+            cursor.execute("PRAGMA mmap_size=268435456")
             cursor.close()
 
         return engine
