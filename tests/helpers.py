@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from modeldb.event_schema import Event, new_event, to_wire, uuid7
+from modeldb.event_schema import Event, RecordedEvent, new_event, to_wire, uuid7
+from modeldb.writer.sqlite_log import SQLiteEventLog
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DIGEST_A = "sha256:" + "a" * 64
@@ -212,3 +213,11 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELDB_")}
     env.update(extra or {})
     return env
+
+
+def read_all(log: SQLiteEventLog) -> list[RecordedEvent]:
+    """Every event of an embedded log (one read returns a bounded batch)."""
+    events: list[RecordedEvent] = []
+    while batch := log.read_sync(events[-1].position if events else 0):
+        events += batch
+    return events

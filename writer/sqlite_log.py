@@ -161,9 +161,11 @@ class SQLiteEventLog(AggregateLog):
     # -- reading ----------------------------------------------------------------------------
 
     def read_sync(self, after: int = 0, limit: int = 10_000) -> list[RecordedEvent]:
-        """Events after `after`, in order. Every projection of this process reads the same new
-        events soon after one another: the newest are kept (with their decoded form, once
-        someone decoded them), so each is parsed and validated once, not once per projection."""
+        """Events after `after`, in order: at most `limit`, and at most MAX_READ_BYTES of bodies
+        (at least one event), so read until empty for everything. Every projection of this
+        process reads the same new events soon after one another: the newest are kept (with
+        their decoded form, once someone decoded them), so each is parsed and validated once,
+        not once per projection."""
         with self._lock:
             events, size = self._recent.run(after, limit, MAX_READ_BYTES)
             if len(events) < limit and size < MAX_READ_BYTES:

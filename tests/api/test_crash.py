@@ -12,7 +12,7 @@ import httpx
 
 from modeldb.event_schema import new_event, uuid7
 from modeldb.writer.sqlite_log import SQLiteEventLog
-from tests.helpers import ServerProcess, free_port, run_events, server_env, wire
+from tests.helpers import ServerProcess, free_port, read_all, run_events, server_env, wire
 
 
 def _batches(run_id: str):
@@ -56,7 +56,7 @@ def test_sigkill_mid_ingest_loses_nothing_acknowledged(tmp_path: Path) -> None:
     assert len(acked) > 500, "the client should have been acknowledged a good number of events"
 
     log = SQLiteEventLog(server.home / "events.db")
-    stored = {r.raw["event_id"]: r.raw for r in log.read_sync(0, 10**9)}
+    stored = {r.raw["event_id"]: r.raw for r in read_all(log)}
     assert set(acked) <= set(stored)
 
     server.start()  # restart on the same data: projections resume from their checkpoints

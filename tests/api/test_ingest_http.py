@@ -8,7 +8,7 @@ import pytest
 
 from modeldb.event_schema import encode, uuid7
 from modeldb.writer.sqlite_log import SQLiteEventLog
-from tests.helpers import ServerProcess, every_event_type, run_events, ungoverned, wire
+from tests.helpers import ServerProcess, every_event_type, read_all, run_events, ungoverned, wire
 
 
 def log_size(server: ServerProcess) -> int:
@@ -41,7 +41,7 @@ def test_positions_are_the_sqlite_log_order(modeldb_server: ServerProcess) -> No
     events = ungoverned(every_event_type())
     r = httpx.post(f"{modeldb_server.url}/api/v1/events", json=wire(events))
     assert r.json()["positions"] == list(range(1, len(events) + 1))
-    stored = SQLiteEventLog(modeldb_server.home / "events.db").read_sync()
+    stored = read_all(SQLiteEventLog(modeldb_server.home / "events.db"))
     assert [s.raw["event_id"] for s in stored] == [e.event_id for e in events]
 
 
