@@ -3,7 +3,7 @@ dialect difference the projections need: INSERT … ON CONFLICT."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +60,21 @@ async def upsert(
     """Insert rows; on a key conflict overwrite `update` columns (None: do nothing)."""
     if not rows:
         return
-    stmt = insert_for(conn, table)
-    if update:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
-        )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-    await conn.execute(stmt, list(rows))
+    await conn.execute(upsert_statement(conn, table, keys, update), list(rows))
+
+
+def per_dialect(build: Callable[[AsyncConnection], Any]) -> Callable[[AsyncConnection], Any]:
+    """`build(conn)` made once per SQL dialect and then reused: `execute_rows` caches its
+    compiled form by the statement's identity, so the statement must live on."""
+    built: dict[str, Any] = {}
+
+    def statement(conn: AsyncConnection) -> Any:
+        stmt = built.get(conn.dialect.name)
+        if stmt is None:
+            stmt = built[conn.dialect.name] = build(conn)
+        return stmt
+
+    return statement
 
 
 # (dialect, statement identity, columns) → (driver SQL, how to build its parameters from a

@@ -18,7 +18,7 @@ from sqlalchemy import and_, case, or_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modeldb.projectors import read_model as rm
-from modeldb.projectors.db import execute_rows, insert_for
+from modeldb.projectors.db import execute_rows, insert_for, per_dialect
 
 # Each width is 8 times the one before, so a query picks a width at which it reads at most
 # 8 rollup rows per output bucket (and at most 64 points per bucket below the finest width).
@@ -83,17 +83,8 @@ def _rows(width: int, level: dict[tuple[str, str, int], _Acc]) -> list[tuple[Any
     return [(run_id, key, width, bucket, *a) for (run_id, key, bucket), a in level.items()]
 
 
-_MERGE: dict[str, Any] = {}  # per dialect: execute_rows caches by statement identity
-
-
+@per_dialect
 def _merge(conn: AsyncConnection) -> Any:
-    stmt = _MERGE.get(conn.dialect.name)
-    if stmt is None:
-        stmt = _MERGE[conn.dialect.name] = _build_merge(conn)
-    return stmt
-
-
-def _build_merge(conn: AsyncConnection) -> Any:
     """Upsert folding a batch's rollup rows into the stored ones, with the same tie rule."""
     table = rm.metric_rollups
     stmt = insert_for(conn, table)

@@ -45,10 +45,7 @@ class ProjectorRuntime:
         # markers or dead-lettered records): store that too, or waiters never see the head.
         await self.projection.apply(await self._revealed(batch))
         await subscription.commit(batch)
-        self.checkpoint = {**self.checkpoint, **batch.checkpoint}
-        self.applied += len(batch.events)
-        async with self._progress:
-            self._progress.notify_all()
+        await self._advanced(batch)
         return len(batch.events)
 
     async def _revealed(self, batch: Batch) -> Batch:
@@ -103,7 +100,7 @@ class ProjectorRuntime:
         return await self.catch_up(on_progress)
 
     async def _advanced(self, batch: Batch) -> None:
-        """Record that `batch` was applied by someone driving this runtime (a shared rebuild)."""
+        """Record that `batch` was applied (by this runtime or a shared rebuild) and wake waiters."""
         self.checkpoint = {**self.checkpoint, **batch.checkpoint}
         self.applied += len(batch.events)
         async with self._progress:

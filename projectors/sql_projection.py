@@ -24,7 +24,7 @@ from modeldb.event_schema import types as t
 from modeldb.event_schema.sensitive import split_path
 from modeldb.projectors import read_model as rm
 from modeldb.projectors.base import SqlProjection, metric_points
-from modeldb.projectors.db import execute_rows, insert_for, is_postgres, upsert_rows
+from modeldb.projectors.db import execute_rows, insert_for, is_postgres, per_dialect, upsert_rows
 from modeldb.projectors.metric_rollups import write_rollups
 from modeldb.writer.vault import redacted_marker
 
@@ -203,17 +203,8 @@ async def _append_points(conn: AsyncConnection, points: list[tuple[str, str, int
 
 _LATEST_COLUMNS = ("run_id", "key", "value", "step", "timestamp", "min_value", "max_value",
                    "first_value", "first_step", "first_timestamp", "count")
-_MERGE_LATEST: dict[str, Any] = {}  # per dialect: execute_rows caches by statement identity
-
-
+@per_dialect
 def _merge_latest(conn: AsyncConnection) -> Any:
-    stmt = _MERGE_LATEST.get(conn.dialect.name)
-    if stmt is None:
-        stmt = _MERGE_LATEST[conn.dialect.name] = _build_merge_latest(conn)
-    return stmt
-
-
-def _build_merge_latest(conn: AsyncConnection) -> Any:
     """Upsert that folds a batch's summary into the stored one (latest, min, max, first)."""
     table, pg = rm.latest_metrics, is_postgres(conn)
     stmt = insert_for(conn, table)

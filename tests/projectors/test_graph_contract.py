@@ -179,14 +179,19 @@ class Harness:
         return await self.store.lineage(start, direction, depth, edge_kinds)
 
 
+async def _harness(store: str, tmp_path: Path, open_store: OpenStore) -> AsyncIterator[Harness]:
+    log = SQLiteEventLog(tmp_path / "events.db")
+    try:
+        yield Harness(await open_store(store), log, [])
+    finally:
+        await log.close()
+
+
 @pytest.fixture(params=STORES)
 async def graph(request: pytest.FixtureRequest, tmp_path: Path,
                 open_store: OpenStore) -> AsyncIterator[Harness]:
-    log = SQLiteEventLog(tmp_path / "events.db")
-    try:
-        yield Harness(await open_store(request.param), log, [])
-    finally:
-        await log.close()
+    async for harness in _harness(request.param, tmp_path, open_store):
+        yield harness
 
 
 # ---------------------------------------------------------------- scenarios and the oracle
@@ -681,11 +686,8 @@ def shared_dataset(consumers: int = 50) -> list[Event]:
 @pytest.fixture(params=LIMIT_STORES)
 async def limited(request: pytest.FixtureRequest, tmp_path: Path,
                   open_store: OpenStore) -> AsyncIterator[Harness]:
-    log = SQLiteEventLog(tmp_path / "events.db")
-    try:
-        yield Harness(await open_store(request.param), log, [])
-    finally:
-        await log.close()
+    async for harness in _harness(request.param, tmp_path, open_store):
+        yield harness
 
 
 async def test_a_node_limit_keeps_the_nearest_nodes_and_says_truncated(limited: Harness) -> None:
