@@ -50,10 +50,13 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_project(args: argparse.Namespace) -> int:
+    from modeldb.infra.ops import freeze_startup_heap
+
     async def run() -> None:
         system = await System.open(Settings.load(args.data_dir))
         names = CONSUMERS if args.projection == "all" else (args.projection,)
         system.start_projectors(names)
+        freeze_startup_heap()
         print(f"projecting {', '.join(names)} from {system.log.url}", flush=True)
         try:
             await asyncio.Event().wait()

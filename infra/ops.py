@@ -11,6 +11,7 @@ and structured JSON logs.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -173,3 +174,13 @@ def log_config(log_format: str, level: str) -> dict[str, Any] | None:
     return {"version": 1, "disable_existing_loggers": False,
             "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
             "handlers": {"default": handler}, "loggers": loggers}
+
+
+def freeze_startup_heap() -> None:
+    """Exclude everything alive now (modules, the GraphQL schema, compiled statements: a
+    long-running process's startup heap, ~150,000 objects) from the cyclic garbage
+    collector's passes. Never garbage, they made each full pass cost 30-65 ms on the 2-core
+    development machine, every few requests of a busy server; frozen, a pass after a
+    request costs ~1 ms. Call once the process has started."""
+    gc.collect()
+    gc.freeze()

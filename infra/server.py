@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from modeldb.infra.guard import GuardedCommands, IngestGuard, identity_of, install, may_download
-from modeldb.infra.ops import CountingWriter
+from modeldb.infra.ops import CountingWriter, freeze_startup_heap
 from modeldb.infra.security import SecurityStore
 from modeldb.infra.settings import Settings
 from modeldb.infra.system import PROJECTIONS, System
@@ -84,6 +84,7 @@ def create_app(
         authenticator.store = SecurityStore(system.engine)
         await authenticator.store.setup()
         state["system"] = system
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -3,6 +3,7 @@ dialect difference the projections need: INSERT … ON CONFLICT."""
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,16 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+async def refresh_statistics(conn: AsyncConnection) -> None:
+    """Give SQLite's query planner statistics of the tables as they are now (ANALYZE,
+    sampling at most 400 rows per index: ~10 ms at 100,000 runs). Without any, it guesses,
+    and e.g. scans every run of an experiment to test a filter that 2% of them pass, where
+    looking those 2% up by id costs half as much. PostgreSQL's autovacuum does this itself."""
+    if not is_postgres(conn):
+        await conn.exec_driver_sql("PRAGMA analysis_limit=400")
+        await conn.exec_driver_sql("ANALYZE")
 
 
 def is_postgres(conn: AsyncConnection | AsyncEngine) -> bool:
@@ -147,3 +158,38 @@ async def upsert_rows(conn: AsyncConnection, table: Table, columns: Sequence[str
                       update: Sequence[str] | None = None) -> None:
     """`upsert` for rows given as tuples in `columns` order, through `execute_rows`."""
     await execute_rows(conn, upsert_statement(conn, table, keys, update), columns, rows)
+
+
+_ROW_TYPES: dict[tuple[str, ...], type] = {}
+
+
+def _row_type(names: tuple[str, ...]) -> type:
+    found = _ROW_TYPES.get(names)
+    if found is None:
+        found = _ROW_TYPES[names] = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+    return found
+
+
+async def fetch_rows(conn: AsyncConnection, stmt: Any) -> list[Any]:
+    """The rows of a SELECT, read straight from the driver into named tuples (attribute
+    access like SQLAlchemy's rows). The read-side twin of `execute_rows`: a page's child rows
+    (thousands per query) skip the per-row result machinery, a third of the query's time.
+    asyncpg returns Python values already; on SQLite, column types with a result processor
+    (booleans) are still converted."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    values = compiled.construct_params()
+    params = [values[name] for name in compiled.positiontup or ()]
+    driver = (await conn.get_raw_connection()).driver_connection
+    if is_postgres(conn):
+        records: Sequence[Sequence[Any]] = await driver.fetch(compiled.string, *params)  # type: ignore[union-attr]
+    else:
+        cursor = await driver.execute(compiled.string, params)  # type: ignore[union-attr]
+        records = await cursor.fetchall()
+    columns = list(stmt.selected_columns)
+    make = _row_type(tuple(c.key for c in columns))._make
+    processors = [] if is_postgres(conn) else [c.type._cached_result_processor(conn.dialect, None)
+                                                for c in columns]
+    if not any(processors):
+        return [make(r) for r in records]
+    return [make([v if p is None else p(v) for p, v in zip(processors, r, strict=True)])
+            for r in records]

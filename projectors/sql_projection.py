@@ -24,7 +24,14 @@ from modeldb.event_schema import types as t
 from modeldb.event_schema.sensitive import split_path
 from modeldb.projectors import read_model as rm
 from modeldb.projectors.base import SqlProjection, metric_points
-from modeldb.projectors.db import execute_rows, insert_for, is_postgres, per_dialect, upsert_rows
+from modeldb.projectors.db import (
+    execute_rows,
+    insert_for,
+    is_postgres,
+    per_dialect,
+    refresh_statistics,
+    upsert_rows,
+)
 from modeldb.projectors.metric_rollups import write_rollups
 from modeldb.writer.vault import redacted_marker
 
@@ -544,8 +551,19 @@ def _alias_deleted(c: _Changes, e: Event) -> None:
 class SqlReadModel(SqlProjection):
     name = "sql"
     metadata = rm.metadata
+    # Planner statistics are refreshed as the read model grows: after the first 1,000 events
+    # this process applies, then whenever that count has doubled (a few times per replay).
+    _applied = 0
+    _statistics_due = 1000
 
     async def apply_events(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
+        await self._apply(conn, events)
+        self._applied += len(events)
+        if self._applied >= self._statistics_due:
+            await refresh_statistics(conn)
+            self._statistics_due = 2 * self._applied
+
+    async def _apply(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
         changes = _Changes()
         for recorded in events:
             if recorded.raw["type"] == "MetricsLogged":  # most of a log: no Event built

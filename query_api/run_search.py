@@ -27,7 +27,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.selectable import Join
 
 from modeldb.projectors import read_model as rm
-from modeldb.projectors.db import is_postgres
+from modeldb.projectors.db import fetch_rows, is_postgres
 from modeldb.query_api.filters import FilterError, Node, OrderKey
 from modeldb.query_api.sql_filters import (
     _METRIC_COLUMNS,
@@ -186,11 +186,11 @@ async def search(engine: AsyncEngine, node: Node | None, scope: list[ColumnEleme
                 order = segment.order or [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
                 page = (select(rm.runs, *labels).select_from(_joined(sorts, segment.inner))
                         .where(*where, *segment.where))
-                rows += await conn.execute(page.order_by(*order).limit(first + 1 - len(rows)))
+                rows += await fetch_rows(conn, page.order_by(*order).limit(first + 1 - len(rows)))
             return Searched(total, rows)
         order = [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
         page = select(rm.runs, *labels).select_from(_joined(sorts, False)).where(*where)
-        return Searched(total, list(await conn.execute(page.order_by(*order).limit(first + 1))))
+        return Searched(total, await fetch_rows(conn, page.order_by(*order).limit(first + 1)))
 
 
 async def _matches(conn: AsyncConnection, node: Node | None, scope: list[ColumnElement[bool]],
@@ -203,9 +203,8 @@ async def _matches(conn: AsyncConnection, node: Node | None, scope: list[ColumnE
     if node is None:
         total = await conn.scalar(select(func.count()).select_from(rm.runs).where(*scope)) or 0
         return total, None
-    found = list(await conn.execute(
-        select(rm.runs.c.id, func.count().over().label("total"))
-        .where(compile_filter(node, "in"), *scope).limit(max(cap, 1))))
+    found = await fetch_rows(conn, select(rm.runs.c.id, func.count().over().label("total"))
+                             .where(compile_filter(node, "in"), *scope).limit(max(cap, 1)))
     total = found[0].total if found else 0
     return total, [r.id for r in found] if total < cap else None
 

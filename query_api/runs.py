@@ -15,6 +15,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from modeldb.projectors import read_model as rm
+from modeldb.projectors.db import fetch_rows
 from modeldb.query_api.filters import Field, FilterError, OrderKey, parse_filter, parse_order_by
 
 MAX_PAGE = 1000
@@ -96,7 +97,7 @@ class RunQueries:
                 query = select(table).where(column.in_(unique[start : start + 500]))
                 if order:
                     query = query.order_by(*order)
-                result.extend(await conn.execute(query))
+                result.extend(await fetch_rows(conn, query))
             return result
 
     async def grouped(self, table: Any, ids: Sequence[str], *order: Any) -> list[list[Row[Any]]]:

@@ -6,6 +6,7 @@ deployments, webhooks, mutations) in query_api/registry.py; app.py merges them."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -13,11 +14,13 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField
 
 from modeldb.event_schema.nodes import aggregate_of, node_id, parse_node_id
 from modeldb.projectors.lineage import DEFAULT_LIMIT, MAX_DEPTH
 from modeldb.query_api.filters import FilterError
 from modeldb.query_api.loaders import Loaders
+from modeldb.query_api.plain_objects import prefetched
 
 
 def _time(ms: int | None) -> datetime | None:
@@ -91,12 +94,14 @@ class ExperimentRun:
     end_time: datetime | None
     _row: strawberry.Private[Any]
     _loaders: strawberry.Private[Loaders]
+    # Answers of the @prefetched fields, loaded for a whole page (query_api/plain_objects.py)
+    _prefetched: strawberry.Private[dict[str, Any] | None] = None
 
     @classmethod
-    def of(cls, row: Any, loaders: Loaders) -> ExperimentRun:
+    def of(cls, row: Any, loaders: Loaders, prefetched: dict[str, Any] | None = None) -> ExperimentRun:
         return cls(id=strawberry.ID(row.id), name=row.name, status=row.status,
                    start_time=_time(row.start_time), end_time=_time(row.end_time),
-                   _row=row, _loaders=loaders)
+                   _row=row, _loaders=loaders, _prefetched=prefetched)
 
     @strawberry.field
     def project(self) -> NamedRef | None:
@@ -107,20 +112,19 @@ class ExperimentRun:
         return NamedRef(name=self._row.experiment) if self._row.experiment else None
 
     @strawberry.field
+    @prefetched("params")
     async def params(self) -> list[KeyValue]:
-        return [KeyValue(key=r.key, value=r.value) for r in await self._loaders.params.load(self.id)]
+        return CHILDREN["params"][1](await self._loaders.params.load(self.id))
 
     @strawberry.field
+    @prefetched("metrics")
     async def metrics(self) -> list[Metric]:
-        return [
-            Metric(key=r.key, value=_finite(r.value), step=r.step, timestamp=r.timestamp,
-                   min=_finite(r.min_value), max=_finite(r.max_value), count=r.count)
-            for r in await self._loaders.metrics.load(self.id)
-        ]
+        return CHILDREN["metrics"][1](await self._loaders.metrics.load(self.id))
 
     @strawberry.field
+    @prefetched("tags")
     async def tags(self) -> list[KeyValue]:
-        return [KeyValue(key=r.key, value=r.value) for r in await self._loaders.tags.load(self.id)]
+        return CHILDREN["tags"][1](await self._loaders.tags.load(self.id))
 
     @strawberry.field(description="custom attributes: set by the training code, or derived "
                       "by enrichers (anomaly, anomaly.<metric>, framework, model_type …)")
@@ -190,6 +194,52 @@ class ExperimentRun:
 
         return {"python": rows[0].python, "platform": rows[0].platform,
                 "packages": orjson.loads(rows[0].packages)}
+
+
+def _key_values(rows: list[Any]) -> list[KeyValue]:
+    return [KeyValue(key=r.key, value=r.value) for r in rows]
+
+
+def _metrics(rows: list[Any]) -> list[Metric]:
+    return [Metric(key=r.key, value=_finite(r.value), step=r.step, timestamp=r.timestamp,
+                   min=_finite(r.min_value), max=_finite(r.max_value), count=r.count)
+            for r in rows]
+
+
+# The @prefetched lists of ExperimentRun: the loader of their rows, and the answer made of them.
+CHILDREN: dict[str, tuple[Callable[[Loaders], Any], Callable[[list[Any]], list[Any]]]] = {
+    "params": (lambda loaders: loaders.params, _key_values),
+    "metrics": (lambda loaders: loaders.metrics, _metrics),
+    "tags": (lambda loaders: loaders.tags, _key_values),
+}
+
+
+async def prefetch_children(loaders: Loaders, names: set[str], ids: list[str]) -> list[dict[str, Any]]:
+    """For each run of a page, the answers of its selected @prefetched lists, each list
+    loaded for the whole page in one query (and primed in its loader, for the full path)."""
+    answers: list[dict[str, Any]] = [{} for _ in ids]
+    for name in sorted(names & CHILDREN.keys()):
+        loader_of, answer = CHILDREN[name]
+        loader = loader_of(loaders)
+        grouped = await loader.load_fn(ids)
+        loader.prime_many(dict(zip(ids, grouped, strict=True)))
+        for per_run, rows in zip(answers, grouped, strict=True):
+            per_run[name] = answer(rows)
+    return answers
+
+
+def selected(selections: list[Any], *path: str) -> set[str]:
+    """The names of the fields selected at `path` below `selections` (strawberry's
+    `info.selected_fields`), through fragments."""
+    names: set[str] = set()
+    for selection in selections:
+        if not isinstance(selection, SelectedField):  # a fragment: its selections, same level
+            names |= selected(selection.selections, *path)
+        elif not path:
+            names.add(selection.name)
+        elif selection.name == path[0]:
+            names |= selected(selection.selections, *path[1:])
+    return names
 
 
 @strawberry.type
@@ -310,8 +360,10 @@ class Query:
             page = await loaders.queries.search(filter, order_by, first, after, project, experiment)
         except FilterError as exc:
             raise ValueError(f"invalid filter: {exc}") from None
-        edges = [RunEdge(cursor=c, node=ExperimentRun.of(r, loaders))
-                 for r, c in zip(page.rows, page.cursors, strict=True)]
+        children = await prefetch_children(loaders, selected(info.selected_fields, "runs", "edges", "node"),
+                                           [r.id for r in page.rows])
+        edges = [RunEdge(cursor=c, node=ExperimentRun.of(r, loaders, prefetched))
+                 for r, c, prefetched in zip(page.rows, page.cursors, children, strict=True)]
         return RunConnection(
             total_count=page.total,
             edges=edges,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from functools import lru_cache
 from typing import Any
 
 import strawberry
@@ -32,6 +33,7 @@ def query_timeout() -> float | None:
     return seconds if seconds > 0 else None
 
 
+@lru_cache(maxsize=512)  # clients send the same few texts again and again (see app.py)
 def _is_mutation(query: str | None, operation_name: str | None) -> bool:
     try:
         document = parse(query or "")

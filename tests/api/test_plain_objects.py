@@ -11,7 +11,7 @@ import strawberry
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from modeldb.query_api.plain_objects import PlainObjectExecutor
+from modeldb.query_api.plain_objects import PlainObjectExecutor, prefetched
 
 
 @strawberry.enum
@@ -33,7 +33,38 @@ class Item:
 
 
 @strawberry.type
+class Box:
+    """Nested plain objects, and a list resolver a parent may have prefetched."""
+
+    label: str
+    first: Item | None
+    _items: strawberry.Private[list[Item]]
+    _prefetched: strawberry.Private[dict[str, Any] | None] = None
+
+    @strawberry.field
+    @prefetched("contents")
+    def contents(self) -> list[Item]:
+        Box.resolved += 1
+        return self._items
+
+    resolved = 0
+
+
+def _items(n: int) -> list[Item]:
+    return [Item(key=f"k{i}", value=i / 4, count=i, colour=Colour.RED) for i in range(n)]
+
+
+@strawberry.type
 class Query:
+    @strawberry.field
+    def boxes(self, prefetch: bool = True) -> list[Box]:
+        made = []
+        for i in range(5):
+            items = _items(i)
+            made.append(Box(label=f"b{i}", first=items[0] if items else None, _items=items,
+                            _prefetched={"contents": items} if prefetch else None))
+        return made
+
     @strawberry.field
     def items(self) -> list[Item]:
         return [Item(key=f"k{i}", value=None if i % 3 == 0 else i / 4, count=i,
@@ -64,6 +95,9 @@ QUERIES = [
     "query($skip: Boolean!) { items { key value @skip(if: $skip) count @include(if: $skip) } }",
     "{ broken { key count } }",
     "{ items { ...F } } fragment F on Item { colour count }",
+    "{ boxes { label first { key count } contents { key value colour } } }",
+    "{ boxes(prefetch: false) { label contents { key } } }",
+    "{ boxes { label contents { key twice } } }",
 ]
 
 
@@ -113,3 +147,16 @@ def test_plain_items_skip_the_per_field_machinery() -> None:
     CountingExecutor.fields = 0
     _result(CountingExecutor, "{ items { key twice } }", [])
     assert CountingExecutor.fields == 1 + 50 * 2  # a resolver field: the full path
+
+
+def test_prefetched_lists_and_nested_objects_complete_in_one_plain_pass() -> None:
+    query = "{ boxes { label first { key } contents { key count } } }"
+    CountingExecutor.fields, Box.resolved = 0, 0
+    data, errors = _result(CountingExecutor, query, [])
+    assert not errors and [len(b["contents"]) for b in data["boxes"]] == [0, 1, 2, 3, 4]
+    assert data["boxes"][2]["first"] == {"key": "k0"}
+    assert (CountingExecutor.fields, Box.resolved) == (1, 0)  # no resolver ran, no field machinery
+    # Not prefetched: the resolver runs for every box, through the full path.
+    CountingExecutor.fields = 0
+    data, _ = _result(CountingExecutor, "{ boxes(prefetch: false) { label contents { key } } }", [])
+    assert Box.resolved == 5 and [len(b["contents"]) for b in data["boxes"]] == [0, 1, 2, 3, 4]
