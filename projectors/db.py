@@ -3,12 +3,12 @@ dialect difference the projections need: INSERT … ON CONFLICT."""
 
 from __future__ import annotations
 
-from collections import namedtuple
+from collections import defaultdict, namedtuple
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import ColumnElement, Table, and_, event, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -50,6 +50,20 @@ async def refresh_statistics(conn: AsyncConnection) -> None:
     if not is_postgres(conn):
         await conn.exec_driver_sql("PRAGMA analysis_limit=400")
         await conn.exec_driver_sql("ANALYZE")
+
+
+def in_keys(columns: Sequence[Any], keys: Sequence[Sequence[Any]]) -> ColumnElement[bool]:
+    """`(c1, …, cn) IN keys`, in a form both databases find through an index on those
+    columns: SQLite scans the whole table for a row-value IN list (search documents,
+    metric points: quadratic as they grow). Keys are grouped by all but their last value,
+    each group `c1 = … AND cn IN (…)`, the groups OR-ed (SQLite's multi-index OR)."""
+    if len(columns) == 1:
+        return columns[0].in_([key[0] for key in keys])
+    groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    for key in keys:
+        groups[tuple(key[:-1])].append(key[-1])
+    return or_(*(and_(*(c == v for c, v in zip(columns[:-1], head, strict=True)), columns[-1].in_(tails))
+                 for head, tails in groups.items()))
 
 
 def is_postgres(conn: AsyncConnection | AsyncEngine) -> bool:

@@ -28,12 +28,12 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import orjson
-from sqlalchemy import Column, Float, Index, MetaData, String, Table, Text, delete, func, select, tuple_
+from sqlalchemy import Column, Float, Index, MetaData, String, Table, Text, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modeldb.event_schema import Event, RecordedEvent
 from modeldb.projectors.base import SqlProjection, applied_events, projection_state
-from modeldb.projectors.db import upsert_rows
+from modeldb.projectors.db import in_keys, upsert_rows
 from modeldb.projectors.read_model import ID, KEY, PREFIX
 
 log = logging.getLogger("modeldb.projectors.enrichment")
@@ -108,7 +108,7 @@ class EnrichmentSession:
         for start in range(0, len(gone), 500):
             await self.conn.execute(delete(t).where(
                 t.c.enricher == self.enricher,
-                tuple_(t.c.run_id, t.c.key).in_(gone[start : start + 500])))
+                in_keys((t.c.run_id, t.c.key), gone[start : start + 500])))
         name = self.enricher
         await upsert_rows(self.conn, t, ("enricher", "run_id", "key", "value", "value_num"), [
             (name, run, key, value, as_number(value))

@@ -30,13 +30,12 @@ from sqlalchemy import (
     Table,
     Text,
     select,
-    tuple_,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modeldb.event_schema import Event, RecordedEvent
 from modeldb.projectors.base import SqlProjection
-from modeldb.projectors.db import is_postgres, upsert_rows
+from modeldb.projectors.db import in_keys, is_postgres, upsert_rows
 
 metadata = MetaData()
 BODY_MAX = 100_000  # characters of a document's body that are indexed
@@ -286,6 +285,6 @@ class SearchProjection(SqlProjection):
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             rows = await conn.execute(select(t.c.kind, t.c.entity_id, t.c.fields, t.c.deleted)
-                                      .where(tuple_(t.c.kind, t.c.entity_id).in_(chunk)))
+                                      .where(in_keys((t.c.kind, t.c.entity_id), chunk)))
             found.update({(r.kind, r.entity_id): r for r in rows})
         return found

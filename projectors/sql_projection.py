@@ -26,6 +26,7 @@ from modeldb.projectors import read_model as rm
 from modeldb.projectors.base import SqlProjection, metric_points
 from modeldb.projectors.db import (
     execute_rows,
+    in_keys,
     insert_for,
     is_postgres,
     per_dialect,
@@ -90,8 +91,8 @@ class _Rows:
         deletes = [k for k, v in self.rows.items() if v is _DELETE]
         for start in range(0, len(deletes), 500):
             chunk = deletes[start : start + 500]
-            cols = tuple_(*(self.table.c[k] for k in self.keys))
-            await conn.execute(delete(self.table).where(cols.in_(chunk)))
+            columns = [self.table.c[k] for k in self.keys]
+            await conn.execute(delete(self.table).where(in_keys(columns, chunk)))
         # Rows with the same columns (in the same order: set by the same handler) share one
         # bulk statement, executed by the driver with plain tuples.
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)

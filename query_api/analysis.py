@@ -15,12 +15,13 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from strawberry.types import Info
 
 from modeldb.event_schema.nodes import EDGE_KINDS, NODE_KINDS, node_id, parse_node_id
 from modeldb.projectors import lineage as ln
 from modeldb.projectors import read_model as rm
+from modeldb.projectors.db import in_keys
 from modeldb.query_api.downsample import DownsampleError, Point, check_max_points, downsample
 from modeldb.query_api.loaders import Loaders
 from modeldb.query_api.schema import (
@@ -128,7 +129,7 @@ async def _short_histories(loaders: Loaders,
         for start in range(0, len(pairs), 200):
             rows = await conn.execute(
                 select(t.c.run_id, t.c.key, t.c.step, t.c.timestamp, t.c.value)
-                .where(tuple_(t.c.run_id, t.c.key).in_(pairs[start : start + 200]))
+                .where(in_keys((t.c.run_id, t.c.key), pairs[start : start + 200]))
                 .order_by(t.c.run_id, t.c.key, t.c.step, t.c.timestamp))
             for r in rows:
                 found[(r.run_id, r.key)].append(Point(r.step, r.timestamp, r.value))

@@ -6,7 +6,10 @@ filter, then ORDER BY the keys with nulls last and the run id, LIMIT first + 1).
   each key's index instead of one probe per run (query_api/sql_filters.py).
 - The page depends on how many runs match (the count, known first). A common match
   ("lazy") is read in the order of an index and stops after `first + 1` runs, testing the
-  filter per run (EXISTS). A rare one is found with IN first, then sorted.
+  filter per run (EXISTS): about (first + 1) * runs / matches tests. A rare one is found
+  with IN first (one lookup per match), then sorted. So a match is common when
+  matches² ≥ (first + 1) * runs in scope: 1,421 of 20,000 runs for a page of 100. The
+  count returns the ids of a rare match too, and its page is read by id.
 - Ordered by a key-value field first (metrics.x, params.x, tags.x), a common match is read
   in segments, each in the order of the key's index: the runs whose sort value is a number
   (params) or any non-null value, then those with a text value (params), then those
@@ -16,6 +19,7 @@ filter, then ORDER BY the keys with nulls last and the run id, LIMIT first + 1).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,11 +41,6 @@ from modeldb.query_api.sql_filters import (
     indexed_prefix,
 )
 
-# A match is "common" when at least this many times a page: an index-ordered scan then
-# reads about (first + 1) * runs / matches ≤ runs / LAZY rows before the page is full.
-LAZY = 20
-MAX_IDS = 10_000  # ids of a rare match passed to its page query at most (bound parameters)
-
 
 class _Driving(Join):
     """A join whose left side SQLite must read first (CROSS JOIN, its documented way to
@@ -54,6 +53,11 @@ class _Driving(Join):
 def _sqlite_driving(join: _Driving, compiler: Any, **kw: Any) -> str:
     # The left side is one aliased table, so the first " JOIN " is this join's.
     return compiler.visit_join(join, **kw).replace(" JOIN ", " CROSS JOIN ", 1)
+
+# A match is common (read in an index's order, tested per run) when it has at least LAZY
+# times sqrt((first + 1) * runs in scope) runs: then the per-run tests, about
+# (first + 1) * runs / matches, cost no more than looking each match up.
+LAZY = 1.0
 
 
 @dataclass
@@ -162,13 +166,14 @@ async def search(engine: AsyncEngine, node: Node | None, scope: list[ColumnEleme
     columns: list[tuple[Any, bool]] = [(c, s.key.descending) for s in sorts for c in s.columns]
     columns.append((rm.runs.c.id, keys[-1].descending))  # unique tie-breaker
     cursor = decode(len(columns)) if after is not None else None
-    cap = min(LAZY * (first + 1), MAX_IDS)
     async with engine.connect() as conn:
-        total, ids = await _matches(conn, node, scope, cap)
-        lazy = total >= cap
+        in_scope = await conn.scalar(select(func.count()).select_from(rm.runs).where(*scope)) or 0
+        common = math.ceil(LAZY * math.sqrt((first + 1) * in_scope))  # at least as many: lazy
+        total, ids = (in_scope, None) if node is None else await _matches(conn, node, scope, common)
+        lazy = total >= common
         if lazy:
             where = [compile_filter(node, "exists"), *scope]
-        elif ids is not None:  # in scope already: found by id (SQLite would scan the scope)
+        elif ids is not None:  # in scope already: found by id (SQLite might scan the scope)
             where = [rm.runs.c.id.in_(ids) if ids else false(), Unindexed(rm.runs.c.deleted).is_(False)]
         else:
             where = [compile_filter(node, "in"), *scope]
@@ -193,16 +198,13 @@ async def search(engine: AsyncEngine, node: Node | None, scope: list[ColumnEleme
         return Searched(total, await fetch_rows(conn, page.order_by(*order).limit(first + 1)))
 
 
-async def _matches(conn: AsyncConnection, node: Node | None, scope: list[ColumnElement[bool]],
+async def _matches(conn: AsyncConnection, node: Node, scope: list[ColumnElement[bool]],
                    cap: int) -> tuple[int, list[str] | None]:
-    """How many runs match, and their ids when fewer than `cap` (None: not fetched).
+    """How many runs in scope match, and their ids when fewer than `cap` (else None).
 
-    With a filter, one pass finds both: the ids of up to `cap` matches with the count of
-    all of them (a window over the matches), so a rare match's page is read by id rather
-    than by evaluating the filter a second time."""
-    if node is None:
-        total = await conn.scalar(select(func.count()).select_from(rm.runs).where(*scope)) or 0
-        return total, None
+    One pass finds both: the ids of up to `cap` matches with the count of all of them (a
+    window over the matches), so a rare match's page is read by id rather than by
+    evaluating the filter a second time."""
     found = await fetch_rows(conn, select(rm.runs.c.id, func.count().over().label("total"))
                              .where(compile_filter(node, "in"), *scope).limit(max(cap, 1)))
     total = found[0].total if found else 0

@@ -94,3 +94,27 @@ def test_stored_points_read_as_the_decoded_ones() -> None:
     assert len(stored) == len(decoded) == len(values)
     assert all(same(a, b) for a, b in zip(stored, decoded, strict=True))
     assert all(type(p[1]) is float for p in stored)
+
+
+async def test_composite_key_lookups_use_the_index_and_match_a_row_value_in(system: System) -> None:
+    """`in_keys` (search documents, compareRuns' short series, deletes of tags): the rows of
+    `(a, b) IN keys`, found through the index where a row-value IN list scans the table."""
+    from sqlalchemy import tuple_
+
+    from modeldb.projectors.db import in_keys, is_postgres
+
+    runs = [uuid7() for _ in range(4)]
+    for run in runs:
+        await ingest(system, run_events(run, metrics={"acc": [0.1, 0.2], "loss": [1.0]}))
+    t = rm.latest_metrics
+    keys = [(runs[0], "acc"), (runs[0], "loss"), (runs[2], "acc"), (runs[3], "nope")]
+    wanted = select(t.c.run_id, t.c.key).order_by(t.c.run_id, t.c.key)
+    async with system.engine.connect() as conn:
+        got = list(await conn.execute(wanted.where(in_keys((t.c.run_id, t.c.key), keys))))
+        expected = list(await conn.execute(wanted.where(tuple_(t.c.run_id, t.c.key).in_(keys))))
+        assert got == expected and len(got) == 3
+        if not is_postgres(conn):
+            sql = select(t.c.value).where(in_keys((t.c.run_id, t.c.key), keys)).compile(
+                dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+            plan = " ".join(str(r[-1]) for r in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "SCAN latest_metrics" not in plan and "USING" in plan, plan
