@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -522,6 +523,9 @@ def plots(report: Report, out: Path, suffix: str) -> list[Path]:
 
 def run(quick: bool, engines: bool, neo4j: bool | None = None, **overrides: int) -> Report:
     """`overrides`: Sizes fields to change (e.g. search_runs=50_000); `neo4j` defaults to `engines`."""
+    # MLflow's client gives up on a request after 120 s; at 100,000 runs some of its
+    # metric- and param-sorted searches take longer than that.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "3600")
     sizes = replace(QUICK if quick else FULL, **{k: v for k, v in overrides.items() if v})
     report = Report()
     report.neo4j = engines if neo4j is None else neo4j
@@ -612,8 +616,6 @@ def write(report: Report, quick: bool, engines: bool, out: Path = RESULTS) -> st
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 1
 
 

@@ -561,7 +561,7 @@ class SqlReadModel(SqlProjection):
         await self._apply(conn, events)
         self._applied += len(events)
         if self._applied >= self._statistics_due:
-            await refresh_statistics(conn)
+            await refresh_statistics(conn, rm.metadata.sorted_tables)
             self._statistics_due = 2 * self._applied
 
     async def _apply(self, conn: AsyncConnection, events: list[RecordedEvent]) -> None:
