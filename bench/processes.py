@@ -65,13 +65,15 @@ def mlflow_python() -> str:
 @dataclass
 class Server:
     """A child server process; `peak_rss_mb` is the largest RSS of its process tree seen by
-    `sample()` (called by a background thread every 0.2 s while `sampling`)."""
+    a background thread sampling every 0.2 s, `peak_private_mb` the largest RSS less its
+    file-backed and shared pages (a memory-mapped database file counts in RSS)."""
 
     name: str
     url: str
     proc: subprocess.Popen[bytes]
     log_path: Path
     peak_rss_mb: float = 0.0
+    peak_private_mb: float = 0.0
     _sampler: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -90,22 +92,27 @@ class Server:
             time.sleep(0.2)
         raise TimeoutError(f"{self.name} did not become healthy in {timeout} s; see {self.log_path}")
 
-    def rss_mb(self) -> float:
+    def memory_mb(self) -> tuple[float, float]:
+        """(RSS, RSS less file-backed and shared pages) of the process tree, MiB."""
         try:
             root = psutil.Process(self.proc.pid)
             procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            return 0.0
-        total = 0
+            return 0.0, 0.0
+        rss = private = 0
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
-                total += p.memory_info().rss
-        return total / 2**20
+                info = p.memory_info()
+                rss += info.rss
+                private += info.rss - getattr(info, "shared", 0)
+        return rss / 2**20, private / 2**20
 
     def start_sampling(self) -> None:
         def loop() -> None:
             while not self._stop.wait(0.2):
-                self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb())
+                rss, private = self.memory_mb()
+                self.peak_rss_mb = max(self.peak_rss_mb, rss)
+                self.peak_private_mb = max(self.peak_private_mb, private)
 
         self._sampler = threading.Thread(target=loop, daemon=True, name=f"rss-{self.name}")
         self._sampler.start()

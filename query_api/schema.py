@@ -114,17 +114,17 @@ class ExperimentRun:
     @strawberry.field
     @prefetched("params")
     async def params(self) -> list[KeyValue]:
-        return CHILDREN["params"][1](await self._loaders.params.load(self.id))
+        return _key_values(await self._loaders.params.load(self.id))
 
     @strawberry.field
     @prefetched("metrics")
     async def metrics(self) -> list[Metric]:
-        return CHILDREN["metrics"][1](await self._loaders.metrics.load(self.id))
+        return _metrics(await self._loaders.metrics.load(self.id))
 
     @strawberry.field
     @prefetched("tags")
     async def tags(self) -> list[KeyValue]:
-        return CHILDREN["tags"][1](await self._loaders.tags.load(self.id))
+        return _key_values(await self._loaders.tags.load(self.id))
 
     @strawberry.field(description="custom attributes: set by the training code, or derived "
                       "by enrichers (anomaly, anomaly.<metric>, framework, model_type …)")
