@@ -15,6 +15,10 @@ filter, then ORDER BY the keys with nulls last and the run id, LIMIT first + 1).
   (params) or any non-null value, then those with a text value (params), then those
   without one (nulls last), with the usual LEFT JOIN. Each segment runs only if the ones
   before it did not fill the page, so the last, unindexed, one rarely does.
+- Without a count (a query that does not select totalCount), the matches are estimated
+  instead: each key-value condition counted in its key's index (independent conditions
+  multiply), against the runs of the whole table. An estimate picks only the page's shape,
+  never its rows: a wrong one costs time, as the other shape would, not correctness.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, and_, false, func, literal_column, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.compiler import compiles
@@ -32,13 +36,14 @@ from sqlalchemy.sql.selectable import Join
 
 from modeldb.projectors import read_model as rm
 from modeldb.projectors.db import fetch_rows, is_postgres
-from modeldb.query_api.filters import FilterError, Node, OrderKey
+from modeldb.query_api.filters import BoolOp, Compare, FilterError, Node, Not, OrderKey
 from modeldb.query_api.sql_filters import (
     _METRIC_COLUMNS,
     _RUN_COLUMNS,
     Unindexed,
     compile_filter,
     indexed_prefix,
+    value_test,
 )
 
 
@@ -54,15 +59,18 @@ def _sqlite_driving(join: _Driving, compiler: Any, **kw: Any) -> str:
     # The left side is one aliased table, so the first " JOIN " is this join's.
     return compiler.visit_join(join, **kw).replace(" JOIN ", " CROSS JOIN ", 1)
 
-# A match is common (read in an index's order, tested per run) when it has at least LAZY
-# times sqrt((first + 1) * runs in scope) runs: then the per-run tests, about
-# (first + 1) * runs / matches, cost no more than looking each match up.
+# A page is read in an index's order, testing each run ("lazy"), when LAZY times its tests
+# cost no more than finding the matches first (_lazy).
 LAZY = 1.0
+
+
+# The share of runs a condition the estimate cannot count in an index is taken to match.
+UNCOUNTED = 0.25
 
 
 @dataclass
 class Searched:
-    total: int
+    total: int | None  # None: not counted
     rows: list[Row[Any]]  # first + 1 at most: the runs columns, then the sort keys
 
 
@@ -159,18 +167,31 @@ def _segments(first_sort: _Sort, columns: list[tuple[Any, bool]], binary_text: b
 
 async def search(engine: AsyncEngine, node: Node | None, scope: list[ColumnElement[bool]],
                  keys: Sequence[OrderKey], first: int, after: list[Any] | None,
-                 decode: Any) -> Searched:
+                 decode: Any, count: bool = True) -> Searched:
     """`scope`: conditions on runs (not deleted, visible, project, experiment); `decode`:
-    (cursor width) → the cursor's values, called when `after` is given."""
+    (cursor width) → the cursor's values, called when `after` is given; `count`: whether
+    to count the matches (else `total` is None)."""
     sorts = _sorts(keys)
     columns: list[tuple[Any, bool]] = [(c, s.key.descending) for s in sorts for c in s.columns]
     columns.append((rm.runs.c.id, keys[-1].descending))  # unique tie-breaker
     cursor = decode(len(columns)) if after is not None else None
     async with engine.connect() as conn:
-        in_scope = await conn.scalar(select(func.count()).select_from(rm.runs).where(*scope)) or 0
-        common = math.ceil(LAZY * math.sqrt((first + 1) * in_scope))  # at least as many: lazy
-        total, ids = (in_scope, None) if node is None else await _matches(conn, node, scope, common)
-        lazy = total >= common
+        total: int | None = None
+        ids: list[str] | None = None
+        if count:
+            in_scope = await conn.scalar(select(func.count()).select_from(rm.runs).where(*scope)) or 0
+            # The fewest matches a lazy page costs no more for: tests = lookups by id.
+            common = math.ceil(math.sqrt(LAZY * (first + 1) * in_scope))
+            total, ids = (in_scope, None) if node is None else await _matches(conn, node, scope, common)
+            lazy = _lazy((first + 1) * in_scope / max(1, total), total)
+        elif node is None:
+            lazy = True  # the scope's own index order
+        else:
+            runs = await _runs_in_table(conn)
+            estimate = await _estimate(conn, node, runs)
+            # Found first: each condition's index listed in full (IN), then the matches.
+            lazy = _lazy((first + 1) * runs / max(1.0, estimate.share * runs),
+                         estimate.listed + estimate.share * runs)
         if lazy:
             where = [compile_filter(node, "exists"), *scope]
         elif ids is not None:  # in scope already: found by id (SQLite might scan the scope)
@@ -196,6 +217,59 @@ async def search(engine: AsyncEngine, node: Node | None, scope: list[ColumnEleme
         order = [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
         page = select(rm.runs, *labels).select_from(_joined(sorts, False)).where(*where)
         return Searched(total, await fetch_rows(conn, page.order_by(*order).limit(first + 1)))
+
+
+async def _runs_in_table(conn: AsyncConnection) -> int:
+    """About how many runs the table holds, deleted or in any scope: an upper bound of a
+    scope's runs (then the per-run tests of a lazy page stop at the scope's end)."""
+    if is_postgres(conn):
+        return await conn.scalar(select(func.count()).select_from(rm.runs)) or 0
+    # The largest rowid: one index probe, where counting reads every run.
+    return await conn.scalar(select(func.max(literal_column("rowid"))).select_from(rm.runs)) or 0
+
+
+def _lazy(tests: float, lookups: float) -> bool:
+    """Read in an index's order, testing about `tests` runs, rather than find the matches
+    first at the cost of `lookups` index entries?"""
+    return LAZY * tests <= lookups
+
+
+@dataclass
+class _Estimate:
+    share: float  # of the table's runs, matching
+    listed: float  # index entries an IN form of the filter lists
+
+
+async def _estimate(conn: AsyncConnection, node: Node, runs: int) -> _Estimate:
+    """The estimated matches of `node` among the table's `runs`."""
+    if isinstance(node, Not):
+        inner = await _estimate(conn, node.item, runs)
+        return _Estimate(1 - inner.share, inner.listed)
+    if isinstance(node, BoolOp):
+        parts = [await _estimate(conn, item, runs) for item in node.items]
+        shares = [p.share for p in parts]
+        share = math.prod(shares) if node.op == "and" else 1 - math.prod(1 - x for x in shares)
+        return _Estimate(share, sum(p.listed for p in parts))
+    table = _counted_table(node)
+    if node.field.scope == "attributes" or runs == 0:
+        return _Estimate(UNCOUNTED, 0)  # a runs column, tested on the run's row
+    if table is None:
+        return _Estimate(UNCOUNTED, runs)  # listed by reading every row of the key
+    counted = (select(literal_column("1")).select_from(table)
+               .where(table.c.key == node.field.key, value_test(node.field, table, node))
+               .limit(runs).subquery())
+    found = await conn.scalar(select(func.count()).select_from(counted)) or 0
+    return _Estimate(min(1.0, found / runs), found)
+
+
+def _counted_table(c: Compare) -> Any | None:
+    """The key-value table whose key index counts `c`'s matches alone, if one does."""
+    f = c.field
+    if f.scope == "metrics" and f.aggregate == "latest" and c.op in ("=", "<", "<=", ">", ">=", "in"):
+        return rm.latest_metrics
+    if f.scope in ("params", "tags") and c.op in ("=", "in"):
+        return rm.params if f.scope == "params" else rm.tags
+    return None
 
 
 async def _matches(conn: AsyncConnection, node: Node, scope: list[ColumnElement[bool]],

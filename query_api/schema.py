@@ -256,9 +256,15 @@ class PageInfo:
 
 @strawberry.type
 class RunConnection:
-    total_count: int
     edges: list[RunEdge]
     page_info: PageInfo
+    _total: strawberry.Private[int | None]  # None: not selected, so not counted
+
+    @strawberry.field
+    def total_count(self) -> int:
+        if self._total is None:  # pragma: no cover - counted whenever a query selects it
+            raise RuntimeError("totalCount was not counted")
+        return self._total
 
 
 @strawberry.type
@@ -356,8 +362,10 @@ class Query:
         experiment: str | None = None,
     ) -> RunConnection:
         loaders = _loaders(info)
+        counted = "totalCount" in selected(info.selected_fields, "runs")
         try:
-            page = await loaders.queries.search(filter, order_by, first, after, project, experiment)
+            page = await loaders.queries.search(filter, order_by, first, after, project, experiment,
+                                                counted)
         except FilterError as exc:
             raise ValueError(f"invalid filter: {exc}") from None
         children = await prefetch_children(loaders, selected(info.selected_fields, "runs", "edges", "node"),
@@ -365,7 +373,7 @@ class Query:
         edges = [RunEdge(cursor=c, node=ExperimentRun.of(r, loaders, prefetched))
                  for r, c, prefetched in zip(page.rows, page.cursors, children, strict=True)]
         return RunConnection(
-            total_count=page.total,
+            _total=page.total,
             edges=edges,
             page_info=PageInfo(has_next_page=page.has_next,
                                end_cursor=page.cursors[-1] if page.cursors else None),

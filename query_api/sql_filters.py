@@ -102,10 +102,11 @@ def _compare(c: Compare, membership: str) -> ColumnElement[bool]:
     if c.op in ("isnull", "notnull"):
         present = _has(table, f.key, [], membership)
         return not_(present) if c.op == "isnull" else present
-    return _has(table, f.key, [_value_test(f, table, c)], membership)
+    return _has(table, f.key, [value_test(f, table, c)], membership)
 
 
-def _value_test(f: Field, table: Any, c: Compare) -> ColumnElement[bool]:
+def value_test(f: Field, table: Any, c: Compare) -> ColumnElement[bool]:
+    """The test of `c` on one row of its key-value `table` (the key aside)."""
     values = c.value if isinstance(c.value, tuple) else (c.value,)
     if f.scope == "metrics":
         numbers = [number_of(v) for v in values]
@@ -130,48 +131,59 @@ def _value_test(f: Field, table: Any, c: Compare) -> ColumnElement[bool]:
 
 def _text_test(table: Any, op: str, texts: tuple[str, ...], many: bool) -> ColumnElement[bool]:
     if op in ("=", "in"):
-        test = _apply(Unindexed(table.c.value), op, texts if many else texts[0])
-        # Equality first on the indexed prefix (see read_model.PREFIX), then in full.
+        # Equality on the indexed prefix (see read_model.PREFIX), which the key's index
+        # answers alone (it holds the run ids). A literal shorter than the prefix equals a
+        # value's prefix only if it is the whole value; a longer one is compared in full.
         # One value as `=`: SQLite uses an expression index for `=`, not for `IN (x)`.
         prefix = indexed_prefix(table.c.value)
         prefixes = list(dict.fromkeys(t[: rm.PREFIX] for t in texts))
-        return and_(prefix == prefixes[0] if len(prefixes) == 1 else prefix.in_(prefixes), test)
+        on_prefix = prefix == prefixes[0] if len(prefixes) == 1 else prefix.in_(prefixes)
+        if all(_whole_in_prefix(t) for t in texts):
+            return on_prefix
+        return and_(on_prefix, _apply(Unindexed(table.c.value), op, texts if many else texts[0]))
     test = _apply(table.c.value, op, texts if many else texts[0])
     if op == "like" and table.name in ("params", "tags"):
-        return and_(_like_range(table.c.value, texts[0]), test)
+        return _PrefixLike(table.c.value, texts[0], test)
     return test
 
 
-class _BinaryRange(ColumnElement[bool]):
-    """lo <= substr(column) < hi on SQLite, where text compares bytewise; true elsewhere
-    (a collation need not order text by its prefixes)."""
+def _whole_in_prefix(text: str) -> bool:
+    # NUL: SQLite's text functions may stop at one, so such a value is compared in full.
+    return len(text) < rm.PREFIX and "\x00" not in text
 
-    inherit_cache = True
+
+class _PrefixLike(ColumnElement[bool]):
+    """`column LIKE pattern` on SQLite led by a range of the indexed prefix holding every
+    value the pattern matches, so the key's index, not a scan of the key, finds them: for
+    a pattern that is a fixed head then `%`, the range alone (it holds exactly the values
+    starting with the head), else the range and the LIKE. Only for a head without ASCII
+    letters: SQLite's LIKE folds their case, which a range cannot. Elsewhere (a collation
+    need not order text by its prefixes) the LIKE alone."""
+
+    inherit_cache = False  # the pattern is no part of a cache key: never cached
     _is_implicitly_boolean = True
 
-    def __init__(self, column: Any, lo: str, hi: str):
-        self.prefix, self.lo, self.hi = indexed_prefix(column), lo, hi
+    def __init__(self, column: Any, pattern: str, like: ColumnElement[bool]):
+        self.prefix, self.like = indexed_prefix(column), like
+        head = re.split(r"[%_]", pattern, maxsplit=1)[0][: rm.PREFIX]
+        usable = bool(head) and not re.search(r"[A-Za-z]", head) and ord(head[-1]) < 0x10FFFF
+        self.range = (head, head[:-1] + chr(ord(head[-1]) + 1)) if usable else None
+        self.exact = usable and pattern == head + "%" and _whole_in_prefix(head)
         self.type = Boolean()
 
 
-@compiles(_BinaryRange)
-def _binary_range(element: _BinaryRange, compiler: Any, **kw: Any) -> str:
-    return "1 = 1"
+@compiles(_PrefixLike)
+def _prefix_like(element: _PrefixLike, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.like, **kw)
 
 
-@compiles(_BinaryRange, "sqlite")
-def _binary_range_sqlite(element: _BinaryRange, compiler: Any, **kw: Any) -> str:
-    return compiler.process(and_(element.prefix >= element.lo, element.prefix < element.hi), **kw)
-
-
-def _like_range(column: Any, pattern: str) -> ColumnElement[bool]:
-    """A range of the indexed prefix holding every value `LIKE pattern` matches, so the
-    index, not a scan of the key, finds them (the LIKE still decides). Only for a fixed
-    head without ASCII letters: SQLite's LIKE folds their case, which a range cannot."""
-    head = re.split(r"[%_]", pattern, maxsplit=1)[0][: rm.PREFIX]
-    if not head or re.search(r"[A-Za-z]", head) or ord(head[-1]) >= 0x10FFFF:
-        return true()
-    return _BinaryRange(column, head, head[:-1] + chr(ord(head[-1]) + 1))
+@compiles(_PrefixLike, "sqlite")
+def _prefix_like_sqlite(element: _PrefixLike, compiler: Any, **kw: Any) -> str:
+    if element.range is None:
+        return compiler.process(element.like, **kw)
+    lo, hi = element.range
+    in_range = and_(element.prefix >= lo, element.prefix < hi)
+    return compiler.process(in_range if element.exact else and_(in_range, element.like), **kw)
 
 
 class Unindexed(ColumnElement[Any]):

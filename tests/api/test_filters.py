@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from modeldb.infra.settings import Settings
 from modeldb.infra.system import System
+from modeldb.projectors.read_model import PREFIX
 from modeldb.projectors.sql_projection import as_number, as_text
 from modeldb.query_api.filters import BoolOp, Compare, Field, FilterError, Node, Not, parse_filter
 from modeldb.query_api.runs import RunQueries
@@ -133,10 +134,14 @@ def test_quoting_and_literals(text: str, tree: Node) -> None:
 
 NUMBERS = [0, 1, 2, -1, 0.5, 0.01, 0.1, 3.0, 1e-05]
 WORDS = ["adam", "sgd", "vision", "nlp", "true"]
+# Texts around the indexed prefix's length (read_model.PREFIX): equal prefixes, different
+# values, so the prefix alone must not decide (letterless: LIKE ranges apply to them).
+LONG = "9-" * (PREFIX // 2)
+LONG_TEXTS = [LONG[:-1], LONG, LONG + "1", LONG + "2"]
 PARAM_VALUES = st.one_of(st.sampled_from(NUMBERS), st.sampled_from(WORDS),
-                         st.sampled_from(["0.01", "3", "1e-05"]), st.booleans())
+                         st.sampled_from(["0.01", "3", "1e-05", *LONG_TEXTS]), st.booleans())
 PARAM_KEYS, METRIC_KEYS, TAG_KEYS = ["lr", "opt", "a.b"], ["acc", "loss"], ["team", "env"]
-TAG_VALUES = ["vision", "nlp", "it's", "speech", "v"]
+TAG_VALUES = ["vision", "nlp", "it's", "speech", "v", *LONG_TEXTS]
 STATUSES = ["FINISHED", "FAILED", "KILLED", None]  # None: still running, no end time
 
 
@@ -178,7 +183,8 @@ def number_lists(pool: list[Any]) -> st.SearchStrategy[tuple[Any, ...]]:
     return st.lists(st.sampled_from(pool), min_size=1, max_size=3).map(tuple)
 
 
-PATTERNS = ["v%", "%o%", "_lp", "%", "adam", "s_d", "%'s"]
+PATTERNS = ["v%", "%o%", "_lp", "%", "adam", "s_d", "%'s", "9-%", "0.0%", LONG + "%", LONG[:-1] + "%",
+            LONG + "_"]
 
 
 @st.composite
@@ -195,7 +201,7 @@ def comparisons(draw: st.DrawFn, run_ids: list[str]) -> Compare:
                                    "notlike", "isnull", "notnull"]))
         # Text order only between plain lowercase words: collations agree on those.
         pool = NUMBERS + (["adam", "sgd", "true"] if op in ("<", "<=", ">", ">=") else
-                          [*WORDS, "0.01", "3.0"])
+                          [*WORDS, "0.01", "3.0", *LONG_TEXTS])
     elif scope == "tags":
         f = Field("tags", draw(st.sampled_from(TAG_KEYS)))
         op = draw(st.sampled_from(["=", "!=", "in", "notin", "like", "ilike", "notlike", "notilike",
@@ -386,6 +392,9 @@ async def _check(system: System, world: tuple[str, list[PyRun]], trees: list[Nod
         selected = {row.id for row in page.rows}
         expected = {r.id for r in runs if evaluate(tree, r) is True}
         assert selected == expected, (text, runs)
+        assert page.total == len(expected)
+        uncounted = await queries.search(text, first=100, project=project, count=False)
+        assert [r.id for r in uncounted.rows] == [r.id for r in page.rows], text  # estimated shape
 
 
 def _property_test(settings: Settings, examples: int) -> None:

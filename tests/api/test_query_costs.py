@@ -63,6 +63,32 @@ async def test_a_page_loads_each_child_table_once_and_releases_it(
                (loaders.params, loaders.metrics, loaders.tags))  # released at the end
 
 
+async def test_a_page_without_total_count_counts_nothing(runs: System) -> None:
+    """totalCount costs a count of every match; a query that does not select it (as
+    MLflow's search_runs, which has none) gets its page without one, the same page."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    schema, page = build_schema(), PAGE.replace("totalCount ", "")
+    event.listen(runs.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        for filter_ in ("", "metrics.acc > 0.5 and params.opt = 'adam'"):
+            query = page.replace("runs(first: 50)", f'runs(first: 5, filter: "{filter_}")')
+            without, _ = await _execute(runs, schema, query)
+            assert "totalCount" not in without["runs"]
+            assert not any("count(*) AS count_1 FROM runs" in s or "OVER ()" in s for s in statements)
+            counted, _ = await _execute(runs, schema, query.replace("edges", "totalCount edges"))
+            assert counted["runs"]["totalCount"] == (30 if not filter_ else 14)  # acc = i / 30
+            assert counted["runs"]["edges"] == without["runs"]["edges"]
+            statements.clear()
+    finally:
+        event.remove(runs.engine.sync_engine, "before_cursor_execute", record)
+
+
 async def test_a_page_leaves_its_rows_to_reference_counting(runs: System) -> None:
     schema = build_schema()
     await _execute(runs, schema, PAGE)
