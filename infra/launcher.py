@@ -455,7 +455,10 @@ class Kafka(Server):
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             _say(self.name, f"formatting storage (cluster {cluster_id})")
             _run([self.java, *JVM_COMMON, "-cp", f"{self.lib}/*", "kafka.tools.StorageTool", "format",
-                  "--standalone", "-t", cluster_id, "-c", self.config], "formatting Kafka storage")
+                  # One argument with its value: an id can start with "-", which the tool's
+                  # parser would take for an option (1 in 64 starts failed so).
+                  "--standalone", f"--cluster-id={cluster_id}", "-c", self.config],
+                 "formatting Kafka storage")
 
     def command(self) -> list[str]:
         return [self.java, *JVM_COMMON, *KAFKA_JVM,

@@ -252,7 +252,7 @@ async def _estimate(conn: AsyncConnection, node: Node, runs: int) -> _Estimate:
         return _Estimate(share, sum(p.listed for p in parts))
     table = _counted_table(node)
     if node.field.scope == "attributes" or runs == 0:
-        return _Estimate(UNCOUNTED, 0)  # a runs column, tested on the run's row
+        return _Estimate(UNCOUNTED, 0)  # a runs column (or a custom attribute's few rows)
     if table is None:
         return _Estimate(UNCOUNTED, runs)  # listed by reading every row of the key
     counted = (select(literal_column("1")).select_from(table)

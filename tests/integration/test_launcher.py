@@ -149,3 +149,16 @@ def test_cli_env_prints_exports(infra_home: Path, capsys: pytest.CaptureFixture[
     lines = capsys.readouterr().out.splitlines()
     assert sorted(line.split("=", 1)[0] for line in lines) == [
         "export MODELDB_EVENT_LOG", "export MODELDB_GRAPH", "export MODELDB_READ_DB"]
+
+
+def test_kafka_storage_formats_a_cluster_id_that_starts_with_a_dash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cluster ids are URL-safe base64, so 1 in 64 starts with "-", which the storage tool
+    once took for an option and refused to start Kafka."""
+    import uuid
+
+    monkeypatch.setattr(launcher.uuid, "uuid4", lambda: uuid.UUID(bytes=bytes([0xF8]) + bytes(15)))
+    kafka = launcher.Kafka(tmp_path, {"kafka": 1, "kafka_controller": 2})  # formatted, not started
+    kafka.prepare()
+    meta = (kafka.data / "data" / "meta.properties").read_text()
+    assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in meta.splitlines()
