@@ -101,9 +101,11 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def graphql(url: str, query: str, **variables: Any) -> dict[str, Any]:
-    r = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=600)
-    body = r.json()
+def graphql(url: str, query: str, http: httpx.Client | None = None, **variables: Any) -> dict[str, Any]:
+    """The query's `data`, parsed with orjson as the SDK parses it; over `http` (a kept-alive
+    client, as the SDK's and MLflow's are) when given."""
+    post = http.post if http is not None else partial(httpx.post, timeout=600)
+    body = orjson.loads(post(f"{url}/graphql", json={"query": query, "variables": variables}).content)
     if body.get("errors"):
         raise RuntimeError(f"GraphQL error: {body['errors']}")
     return body["data"]
@@ -315,14 +317,7 @@ def search_rows(report: Report, runs: int, label: str, per_query: list[dict[str,
 
 
 def _search_ours(http: httpx.Client, url: str, query: str, filter_: str, order: list[str]) -> int:
-    """The query as the SDK sends it: over its kept-alive connection, parsed with orjson (MLflow's
-    client keeps its session too)."""
-    r = http.post(f"{url}/graphql", json={"query": query, "variables": {
-        "f": filter_ or None, "o": order or None, "n": PAGE}})
-    body = orjson.loads(r.content)
-    if body.get("errors"):
-        raise RuntimeError(f"GraphQL error: {body['errors']}")
-    return len(body["data"]["runs"]["edges"])
+    return len(graphql(url, query, http, f=filter_ or None, o=order or None, n=PAGE)["runs"]["edges"])
 
 
 def _search_theirs(client: Any, experiment_id: str, filter_: str, order: list[str]) -> int:
@@ -334,12 +329,9 @@ def _history_ours(http: httpx.Client, url: str, run_id: str, sampled: bool) -> A
     (the SDK keeps its connection open, hence `http`)."""
     from modeldb._history import parse_series
 
-    r = http.post(f"{url}/graphql", json={"query": SAMPLED_QUERY if sampled else HISTORY_QUERY, "variables": {
-        "id": run_id, "key": HISTORY_KEY, "maxPoints": 1000 if sampled else None}})
-    body = r.json()
-    if body.get("errors"):
-        raise RuntimeError(f"GraphQL error: {body['errors']}")
-    return parse_series(run_id, HISTORY_KEY, body["data"])
+    data = graphql(url, SAMPLED_QUERY if sampled else HISTORY_QUERY, http, id=run_id, key=HISTORY_KEY,
+                   maxPoints=1000 if sampled else None)
+    return parse_series(run_id, HISTORY_KEY, data)
 
 
 def _sampled_theirs(http: httpx.Client, url: str, run_id: str) -> list[Any]:

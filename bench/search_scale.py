@@ -96,5 +96,6 @@ def main() -> None:
         print(f"\n{name}: median of the per-query p95 {statistics.median(every):.1f} ms; "
               f"worst {max(every):.1f} ms")
 
+
 if __name__ == "__main__":
     main()

@@ -250,9 +250,9 @@ async def _estimate(conn: AsyncConnection, node: Node, runs: int) -> _Estimate:
         shares = [p.share for p in parts]
         share = math.prod(shares) if node.op == "and" else 1 - math.prod(1 - x for x in shares)
         return _Estimate(share, sum(p.listed for p in parts))
-    table = _counted_table(node)
     if node.field.scope == "attributes" or runs == 0:
         return _Estimate(UNCOUNTED, 0)  # a runs column (or a custom attribute's few rows)
+    table = _counted_table(node)
     if table is None:
         return _Estimate(UNCOUNTED, runs)  # listed by reading every row of the key
     counted = (select(literal_column("1")).select_from(table)
