@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, delete, select
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from modeldb.event_schema import RecordedEvent
 from modeldb.event_schema.types import event_type
-from modeldb.projectors.db import upsert, upsert_rows
+from modeldb.projectors.db import secondary_indexes, upsert, upsert_rows
 from modeldb.writer.log import Batch, Checkpoint
 
 state_metadata = MetaData()
@@ -32,6 +32,16 @@ applied_events = Table(
     state_metadata,
     Column("projection", String(50), primary_key=True),
     Column("event_id", String(36), primary_key=True),
+)
+
+# The secondary indexes a rebuild in progress has dropped, to build again once it has caught
+# up (or at the next setup, if it stopped before that).
+deferred_indexes = Table(
+    "deferred_indexes",
+    state_metadata,
+    Column("projection", String(50), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("ddl", Text, nullable=False),
 )
 
 _APPLIED_COLUMNS = ("projection", "event_id")
@@ -64,6 +74,14 @@ class Projection(ABC):
     async def digest(self) -> str:
         """A hash of the projection's content, equal for equal content however it was built."""
 
+    async def prepare_rebuild(self) -> None:
+        """Called after `reset`, before a rebuild from zero reads the log."""
+        return None
+
+    async def finish_rebuild(self) -> None:
+        """Called once a rebuild has read the log to its end (or stopped early)."""
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -73,6 +91,11 @@ class SqlProjection(Projection):
 
     metadata: MetaData
     dedupe = True  # skip events whose event_id this projection has applied before
+    # True for a projection whose batches read its tables by primary key only: a rebuild
+    # then fills them without their secondary indexes and builds each index once at the
+    # end, as bulk loads do. Row by row, a batch's inserts land on pages all over each
+    # random-keyed index, so every batch rewrote (and synced) most of every index.
+    rebuilds_without_indexes = False
 
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
@@ -81,6 +104,29 @@ class SqlProjection(Projection):
         from modeldb.projectors.migrations import ensure_schema
 
         await ensure_schema(self.engine)
+        await self._restore_indexes()  # a rebuild that stopped early left them dropped
+
+    async def prepare_rebuild(self) -> None:
+        if not self.rebuilds_without_indexes:
+            return
+        async with self.engine.begin() as conn:
+            dropped = await secondary_indexes(conn, self.metadata.sorted_tables)
+            for name, ddl in dropped:
+                await conn.execute(insert(deferred_indexes).values(
+                    projection=self.name, name=name, ddl=ddl))
+                await conn.exec_driver_sql(f'DROP INDEX "{name}"')
+
+    async def finish_rebuild(self) -> None:
+        await self._restore_indexes()
+
+    async def _restore_indexes(self) -> None:
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(select(deferred_indexes.c.name, deferred_indexes.c.ddl)
+                                      .where(deferred_indexes.c.projection == self.name))
+            for _, ddl in rows.all():
+                await conn.exec_driver_sql(ddl)
+            await conn.execute(delete(deferred_indexes)
+                               .where(deferred_indexes.c.projection == self.name))
 
     async def load_checkpoint(self) -> Checkpoint | None:
         async with self.engine.connect() as conn:

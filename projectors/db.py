@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, event, or_
+from sqlalchemy import ColumnElement, Table, and_, event, or_, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -54,6 +54,24 @@ async def refresh_statistics(conn: AsyncConnection, tables: Sequence[Table]) -> 
     await conn.exec_driver_sql("PRAGMA analysis_limit=400")
     for table in tables:
         await conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+
+
+async def secondary_indexes(conn: AsyncConnection, tables: Sequence[Table]) -> list[tuple[str, str]]:
+    """(name, CREATE statement) of the non-unique indexes on these tables, as the database's
+    catalog has them: those a migration made in raw SQL are not in any MetaData. Indexes
+    behind primary keys and unique constraints are unique, so never among them."""
+    names = [table.name for table in tables]
+    if is_postgres(conn):
+        rows = await conn.execute(text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = ANY(:names) AND indexdef NOT LIKE 'CREATE UNIQUE %' "
+            "ORDER BY indexname"), {"names": names})
+    else:
+        marks = ", ".join("?" * len(names))
+        rows = await conn.exec_driver_sql(
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ({marks}) "
+            "AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE %' ORDER BY name", tuple(names))
+    return [(row[0], row[1]) for row in rows]
 
 
 def in_keys(columns: Sequence[Any], keys: Sequence[Sequence[Any]]) -> ColumnElement[bool]:

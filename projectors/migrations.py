@@ -128,6 +128,12 @@ async def _covering_lookups(conn: AsyncConnection) -> None:
         await conn.execute(text(statement))
 
 
+async def _deferred_indexes(conn: AsyncConnection) -> None:
+    from modeldb.projectors import base
+
+    await conn.run_sync(lambda sync: base.deferred_indexes.create(sync, checkfirst=True))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: read model, lineage graph, audit store", _initial),
     Migration(2, "registry governance, deployments, webhook outbox", _registry),
@@ -137,6 +143,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "run search indexes: covering scope, key-value indexes holding run ids", _search_indexes),
     Migration(7, "metric rollups only for series of two or more points", _sparse_rollups),
     Migration(8, "covering lookups: text indexes holding run ids, runs' scope by id", _covering_lookups),
+    Migration(9, "secondary indexes a rebuild builds once at its end", _deferred_indexes),
 )
 HEAD = max(m.version for m in MIGRATIONS)
 

@@ -79,6 +79,9 @@ class ProjectorRuntime:
     async def catch_up(self, on_progress: Callable[[int], None] | None = None) -> int:
         """Apply everything in the log now, then return how many events were applied."""
         await self.projection.setup()
+        return await self._read_to_end(on_progress)
+
+    async def _read_to_end(self, on_progress: Callable[[int], None] | None) -> int:
         self.checkpoint = await self.projection.load_checkpoint() or {}
         subscription = self.log.subscribe(self.projection.name, self.checkpoint)
         total = 0
@@ -97,7 +100,11 @@ class ProjectorRuntime:
         """Drop the projection and build it again from position zero."""
         await self.projection.setup()
         await self.projection.reset()
-        return await self.catch_up(on_progress)
+        await self.projection.prepare_rebuild()
+        try:
+            return await self._read_to_end(on_progress)
+        finally:
+            await self.projection.finish_rebuild()
 
     async def _advanced(self, batch: Batch) -> None:
         """Record that `batch` was applied (by this runtime or a shared rebuild) and wake waiters."""
@@ -134,7 +141,17 @@ async def rebuild_together(
     for runtime in runtimes:
         await runtime.projection.setup()
         await runtime.projection.reset()
+        await runtime.projection.prepare_rebuild()
         runtime.checkpoint = {}
+    try:
+        return await _read_into(log, runtimes, on_progress, batch_size)
+    finally:
+        for runtime in runtimes:
+            await runtime.projection.finish_rebuild()
+
+
+async def _read_into(log: EventLog, runtimes: Sequence[ProjectorRuntime],
+                     on_progress: Callable[[int], None] | None, batch_size: int) -> int:
     # One cursor for all: the projections keep their checkpoints in their own stores, so the
     # log's consumer group (named after the first) is only where the read position is kept.
     subscription = log.subscribe(runtimes[0].projection.name, {})

@@ -552,6 +552,7 @@ def _alias_deleted(c: _Changes, e: Event) -> None:
 class SqlReadModel(SqlProjection):
     name = "sql"
     metadata = rm.metadata
+    rebuilds_without_indexes = True  # every handler writes and reads rows by their keys
     # Planner statistics are refreshed as the read model grows: after the first 1,000 events
     # this process applies, then whenever that count has doubled (a few times per replay).
     _applied = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from sqlalchemy import select
 
 from modeldb.event_schema import new_event, uuid7
@@ -192,3 +193,61 @@ async def test_an_old_version_event_in_the_log_replays_through_todays_projection
     await system.runtimes["sql"].rebuild()
     (again,) = await rows(system, rm.latest_metrics, rm.latest_metrics.c.run_id == run)
     assert again.value == 0.75
+
+
+async def _secondary_indexes(system: System) -> list[tuple[str, str]]:
+    from modeldb.projectors.db import secondary_indexes
+
+    async with system.engine.connect() as conn:
+        return await secondary_indexes(conn, rm.metadata.sorted_tables)
+
+
+async def _deferred(system: System) -> list[str]:
+    from modeldb.projectors.base import deferred_indexes
+
+    return [r.name for r in await rows(system, deferred_indexes)]
+
+
+async def test_a_rebuild_fills_the_read_model_first_and_builds_its_indexes_at_the_end(
+    system: System,
+) -> None:
+    indexes = await _secondary_indexes(system)
+    assert "params_by_key_text_run" in {name for name, _ in indexes}  # run search reads it
+    for i in range(5):
+        await ingest(system, run_events(uuid7(), params={"i": i}, metrics={"m": [i, i + 1]}))
+    seen_during: list[list[tuple[str, str]]] = []
+    projection = system.projections["sql"]
+    apply_events = projection.apply_events
+
+    async def observed(conn, events):  # type: ignore[no-untyped-def]
+        seen_during.append(await _secondary_indexes(system))
+        await apply_events(conn, events)
+
+    projection.apply_events = observed  # type: ignore[method-assign]
+    await system.runtimes["sql"].rebuild()
+    assert seen_during and all(found == [] for found in seen_during)
+    assert await _secondary_indexes(system) == indexes
+    assert await _deferred(system) == []
+    (found,) = await rows(system, rm.params, rm.params.c.key == "i", rm.params.c.value == "3")
+    assert found.value_num == 3.0
+
+
+async def test_a_rebuild_that_stops_early_leaves_no_index_missing(system: System) -> None:
+    indexes = await _secondary_indexes(system)
+    await ingest(system, run_events(uuid7(), params={"a": 1}))
+    projection = system.projections["sql"]
+
+    async def failing(conn, events):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the database went away")
+
+    projection.apply_events = failing  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="went away"):
+        await system.runtimes["sql"].rebuild()
+    assert await _secondary_indexes(system) == indexes  # built again on the way out
+    # A process killed mid-rebuild never gets there: the next start builds them.
+    await projection.reset()
+    await projection.prepare_rebuild()
+    assert await _secondary_indexes(system) == [] and len(await _deferred(system)) == len(indexes)
+    await projection.setup()
+    assert await _secondary_indexes(system) == indexes
+    assert await _deferred(system) == []
