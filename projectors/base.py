@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, delete, insert, select
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from modeldb.event_schema import RecordedEvent
 from modeldb.event_schema.types import event_type
-from modeldb.projectors.db import secondary_indexes, upsert, upsert_rows
+from modeldb.projectors.db import insert_for, secondary_indexes, upsert, upsert_rows
 from modeldb.writer.log import Batch, Checkpoint
 
 state_metadata = MetaData()
@@ -45,6 +45,12 @@ deferred_indexes = Table(
 )
 
 _APPLIED_COLUMNS = ("projection", "event_id")
+
+
+class CheckpointMoved(Exception):
+    """A batch's transaction found the projection's stored checkpoint elsewhere than where
+    the batch starts (another process applied that part of the log); nothing was applied.
+    The runtime reloads the checkpoint and reads on from there."""
 
 
 class Projection(ABC):
@@ -110,23 +116,35 @@ class SqlProjection(Projection):
         if not self.rebuilds_without_indexes:
             return
         async with self.engine.begin() as conn:
-            dropped = await secondary_indexes(conn, self.metadata.sorted_tables)
-            for name, ddl in dropped:
+            for name, drop, restore in await self.deferred_in_rebuild(conn):
                 await conn.execute(insert(deferred_indexes).values(
-                    projection=self.name, name=name, ddl=ddl))
-                await conn.exec_driver_sql(f'DROP INDEX "{name}"')
+                    projection=self.name, name=name, ddl=restore))
+                await conn.exec_driver_sql(drop)
+
+    async def deferred_in_rebuild(self, conn: AsyncConnection) -> list[tuple[str, str, str]]:
+        """(name, drop statement, restore statement) of each structure a rebuild goes without
+        and builds once at its end: the secondary indexes of the projection's tables, read
+        from the database's catalog (those a migration made in raw SQL are in no MetaData)."""
+        return [(name, f'DROP INDEX "{name}"', ddl)
+                for name, ddl in await secondary_indexes(conn, self.metadata.sorted_tables)]
 
     async def finish_rebuild(self) -> None:
         await self._restore_indexes()
 
     async def _restore_indexes(self) -> None:
+        # setup() runs before every catch-up (an embedded client's settle after each
+        # command): a read decides, and only a stopped rebuild's leftovers cost a write.
+        if not self.rebuilds_without_indexes:
+            return
+        mine = deferred_indexes.c.projection == self.name
+        async with self.engine.connect() as conn:
+            ddls = (await conn.execute(select(deferred_indexes.c.ddl).where(mine))).scalars().all()
+        if not ddls:
+            return
         async with self.engine.begin() as conn:
-            rows = await conn.execute(select(deferred_indexes.c.name, deferred_indexes.c.ddl)
-                                      .where(deferred_indexes.c.projection == self.name))
-            for _, ddl in rows.all():
+            for ddl in ddls:
                 await conn.exec_driver_sql(ddl)
-            await conn.execute(delete(deferred_indexes)
-                               .where(deferred_indexes.c.projection == self.name))
+            await conn.execute(delete(deferred_indexes).where(mine))
 
     async def load_checkpoint(self) -> Checkpoint | None:
         async with self.engine.connect() as conn:
@@ -139,17 +157,47 @@ class SqlProjection(Projection):
 
     async def apply(self, batch: Batch) -> None:
         async with self.engine.begin() as conn:
-            events = await self._unseen(conn, batch.events) if self.dedupe else batch.events
+            if batch.after is not None:  # each event once in the log: a batch applies once
+                await self._move_checkpoint(conn, batch.after, batch.checkpoint)
+                events = batch.events
+            else:
+                events = await self._unseen(conn, batch.events) if self.dedupe else batch.events
             if events:
                 await self.apply_events(conn, events)
-            await upsert(
-                conn,
-                projection_state,
-                [{"name": self.name, "part": part, "position": position}
-                 for part, position in batch.checkpoint.items()],
-                ["name", "part"],
-                ["position"],
-            )
+            if batch.after is None:
+                await upsert(
+                    conn,
+                    projection_state,
+                    [{"name": self.name, "part": part, "position": position}
+                     for part, position in batch.checkpoint.items()],
+                    ["name", "part"],
+                    ["position"],
+                )
+
+    async def _move_checkpoint(self, conn: AsyncConnection, after: Checkpoint,
+                               checkpoint: Checkpoint) -> None:
+        """Move the stored checkpoint from `after` to `checkpoint`, first thing in the batch's
+        transaction (so it takes the write lock, and sees every commit before it), or raise
+        CheckpointMoved if another process applied part of the log meanwhile: two catch-ups
+        of one embedded home must not both apply a batch."""
+        state = projection_state.c
+        for part, position in checkpoint.items():
+            expected = after.get(part, 0)
+            moved = await conn.execute(
+                update(projection_state)
+                .where(state.name == self.name, state.part == part, state.position == expected)
+                .values(position=position))
+            if moved.rowcount == 1:
+                continue
+            if expected == 0:  # a first batch: no row yet, unless someone else stored one
+                added = await conn.execute(
+                    insert_for(conn, projection_state)
+                    .values(name=self.name, part=part, position=position)
+                    .on_conflict_do_nothing(index_elements=["name", "part"]))
+                if added.rowcount == 1:
+                    continue
+            raise CheckpointMoved(f"projection {self.name} is no longer at {after}: "
+                                  "another process applied the log meanwhile")
 
     async def _unseen(self, conn: AsyncConnection, events: list[RecordedEvent]) -> list[RecordedEvent]:
         ids = [e.raw["event_id"] for e in events]

@@ -42,6 +42,12 @@ class EventTooLarge(ValueError):
 class Batch:
     events: list[RecordedEvent]
     checkpoint: Checkpoint  # where to resume after this batch is applied
+    # Where the cursor stood before this batch, from a log that holds each event_id once, at
+    # one position (SQLite). The batch is then exactly the events between `after` and
+    # `checkpoint`, so a consumer applies it once by moving its stored checkpoint from `after`
+    # (compare-and-set) and needs no memory of event ids. None (Kafka): a retried append may
+    # have stored an event twice, so consumers skip event ids they applied before.
+    after: Checkpoint | None = None
 
 
 class Subscription(ABC):

@@ -12,6 +12,7 @@ import contextlib
 import sqlite3
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -246,9 +247,10 @@ class _SQLiteSubscription(Subscription):
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(_POLL_SECONDS, remaining))
+        after = self._position
         if events:
             self._position = events[-1].position
-        return Batch(events, {"position": self._position})
+        return Batch(events, {"position": self._position}, after={"position": after})
 
     async def commit(self, batch: Batch) -> None:
         return None  # the checkpoint lives in the consumer's transaction
@@ -271,7 +273,9 @@ class _Recent:
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self.events: dict[int, tuple[RecordedEvent, int]] = {}
+        # Ordered: the oldest is taken from the front in O(1) (a plain dict's first key, after
+        # many deletions from its front, is found by scanning past their empty slots).
+        self.events: OrderedDict[int, tuple[RecordedEvent, int]] = OrderedDict()
         self.size = 0
         self.newest = 0
 
@@ -297,8 +301,7 @@ class _Recent:
             self.newest = event.position
             self.size += size
         while self.size > self.budget:
-            oldest = next(iter(self.events))
-            self.size -= self.events.pop(oldest)[1]
+            self.size -= self.events.popitem(last=False)[1][1]
 
     def drop_read(self, floor: int) -> None:
         """Forget the events at or before `floor`: every reader is past them."""
@@ -307,7 +310,7 @@ class _Recent:
             oldest = next(iter(events))
             if oldest > floor:
                 break
-            self.size -= events.pop(oldest)[1]
+            self.size -= events.popitem(last=False)[1][1]
 
 
 def _within(rows: list[tuple[int, bytes]], budget: int) -> list[tuple[int, bytes]]:

@@ -135,6 +135,45 @@ async def test_search_follows_changes_deletions_and_rebuilds_equal(corpus: Syste
     assert ids(await hits(corpus, "perception")) == [("Run", "run-boost")]
 
 
+async def _full_text_index(system: System) -> list[str]:
+    """The structures that keep the full-text index in step with the documents."""
+    async with system.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            found = await conn.exec_driver_sql(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'search_documents'"
+                " AND indexname = 'search_documents_tsv'")
+        else:
+            found = await conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                " AND tbl_name = 'search_documents' ORDER BY name")
+        return [row[0] for row in found]
+
+
+async def test_a_rebuild_indexes_the_documents_once_at_its_end(corpus: System) -> None:
+    """Rebuilt without its full-text index (SQLite: the per-row triggers; PostgreSQL: the GIN
+    index), then indexed in one pass: found as before, and kept in step afterwards."""
+    before = await _full_text_index(corpus)
+    assert before
+    projection = corpus.projections["search"]
+    during: list[list[str]] = []
+    apply_events = projection.apply_events
+
+    async def observed(conn, events):  # type: ignore[no-untyped-def]
+        during.append(await _full_text_index(corpus))
+        await apply_events(conn, events)
+
+    projection.apply_events = observed  # type: ignore[method-assign]
+    await corpus.runtimes["search"].rebuild()
+    assert during and all(found == [] for found in during)
+    assert await _full_text_index(corpus) == before
+    assert ids(await hits(corpus, "perception")) == [("Run", "run-forest")]
+    assert ids(await hits(corpus, "flowers")) == [("Dataset", "iris")]
+    await corpus.writer.ingest(wire([new_event("TagsSet", "run-boost", {"tags": {"x": "glacier"}})]),
+                               "tester")
+    await corpus.catch_up()
+    assert ids(await hits(corpus, "glacier")) == [("Run", "run-boost")]
+
+
 async def test_search_shows_only_the_projects_a_caller_may_read(corpus: System) -> None:
     assert await search(corpus.engine, "perception", visible=frozenset({"p"})) == []
     found = await search(corpus.engine, "perception", visible=frozenset({"vision"}))

@@ -120,6 +120,67 @@ async def test_projections_skip_duplicates_delivered_twice(system: System) -> No
     assert len(history) == len(events)  # the audit trail keeps the copy, marked duplicate
 
 
+def _metric_batch(system: System, run: str, steps: range) -> Batch:
+    """One batch as the SQLite log hands it out: `after` set, so applied by compare-and-set."""
+    from modeldb.event_schema import RecordedEvent
+
+    events = [new_event("MetricsLogged", run, {"points": [
+        {"key": "loss", "value": 1.0 / (s + 1), "step": s, "timestamp": s}]}) for s in steps]
+    stored = system.writer.prepare(wire(events), "tester")
+    records = [RecordedEvent(steps.start + i + 1, raw) for i, raw in enumerate(stored)]
+    return Batch(records, {"position": steps.stop}, after={"position": steps.start})
+
+
+@pytest.mark.parametrize("stack", ["embedded"])  # Kafka's batches carry no `after`
+async def test_a_batch_from_where_the_projection_no_longer_is_changes_nothing(system: System) -> None:
+    """The SQLite log stores an event once, so projections keep no event ids: the batch's
+    transaction moves the checkpoint from where the batch starts, or applies nothing."""
+    from modeldb.projectors.base import CheckpointMoved
+
+    run = uuid7()
+    first, second = _metric_batch(system, run, range(0, 3)), _metric_batch(system, run, range(3, 5))
+    for projection in system.projections.values():
+        await projection.apply(first)
+        await projection.apply(second)
+        for stale in (first, second):  # as a second process that read the log earlier would
+            with pytest.raises(CheckpointMoved):
+                await projection.apply(stale)
+        assert await projection.load_checkpoint() == {"position": 5}
+    (loss,) = await rows(system, rm.latest_metrics)
+    assert loss.count == 5
+    assert len(await rows(system, rm.metric_points)) == 5
+    assert len(await system.audit.history(run)) == 5
+
+
+@pytest.mark.parametrize("stack", ["embedded"])
+async def test_two_processes_catching_up_one_home_apply_each_event_once(settings) -> None:  # type: ignore[no-untyped-def]
+    """Two embedded clients of one home catch up at the same time (each its own System, as
+    two processes would): whichever applies a batch first wins, the other reads on past it."""
+    import asyncio
+
+    first, second = await System.open(settings), await System.open(settings)
+    try:
+        run = uuid7()
+        for start in range(0, 60, 10):
+            events = [new_event("MetricsLogged", run, {"points": [
+                {"key": "loss", "value": float(s), "step": s, "timestamp": s}]})
+                for s in range(start, start + 10)]
+            await first.writer.ingest(wire(events), "tester")
+        runtimes = [first.runtimes["sql"], second.runtimes["sql"]]
+        for runtime in runtimes:
+            runtime.batch_size = 4  # many small batches: the two interleave
+        await asyncio.gather(*(runtime.catch_up() for runtime in runtimes))
+        head = await first.log.head()
+        for runtime in runtimes:
+            assert runtime.checkpoint == head
+        (loss,) = await rows(first, rm.latest_metrics)
+        assert (loss.count, loss.value, loss.min_value, loss.max_value) == (60, 59.0, 0.0, 59.0)
+        assert len(await rows(first, rm.metric_points)) == 60
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_out_of_order_aggregates_fill_in_later(system: System) -> None:
     run = uuid7()
     # The model version (aggregate "model") arrives before its run (aggregate "run").
