@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from modeldb.event_schema import new_event, uuid7
+from modeldb.infra.settings import Settings
 from modeldb.infra.system import System
 from modeldb.projectors import read_model as rm
 from modeldb.writer.log import Batch
@@ -131,34 +134,53 @@ def _metric_batch(system: System, run: str, steps: range) -> Batch:
     return Batch(records, {"position": steps.stop}, after={"position": steps.start})
 
 
-@pytest.mark.parametrize("stack", ["embedded"])  # Kafka's batches carry no `after`
-async def test_a_batch_from_where_the_projection_no_longer_is_changes_nothing(system: System) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.engines)])
+async def sqlite_log_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The SQLite log (whose batches carry `after`; Kafka's do not) with either read database."""
+    settings = Settings.load(tmp_path / "home")
+    if request.param == "sqlite":
+        return settings
+    from tests.conftest import engine_env, prepare_engines
+
+    settings = replace(settings, read_db=engine_env(request.node.name[:40])["MODELDB_READ_DB"])
+    await prepare_engines(settings)
+    return settings
+
+
+async def test_a_batch_from_where_the_projection_no_longer_is_changes_nothing(
+    sqlite_log_settings: Settings,
+) -> None:
     """The SQLite log stores an event once, so projections keep no event ids: the batch's
     transaction moves the checkpoint from where the batch starts, or applies nothing."""
     from modeldb.projectors.base import CheckpointMoved
 
-    run = uuid7()
-    first, second = _metric_batch(system, run, range(0, 3)), _metric_batch(system, run, range(3, 5))
-    for projection in system.projections.values():
-        await projection.apply(first)
-        await projection.apply(second)
-        for stale in (first, second):  # as a second process that read the log earlier would
-            with pytest.raises(CheckpointMoved):
-                await projection.apply(stale)
-        assert await projection.load_checkpoint() == {"position": 5}
-    (loss,) = await rows(system, rm.latest_metrics)
-    assert loss.count == 5
-    assert len(await rows(system, rm.metric_points)) == 5
-    assert len(await system.audit.history(run)) == 5
+    system = await System.open(sqlite_log_settings)
+    try:
+        run = uuid7()
+        first, second = _metric_batch(system, run, range(0, 3)), _metric_batch(system, run, range(3, 5))
+        for projection in system.projections.values():
+            await projection.apply(first)
+            await projection.apply(second)
+            for stale in (first, second):  # as a second process that read the log earlier would
+                with pytest.raises(CheckpointMoved):
+                    await projection.apply(stale)
+            assert await projection.load_checkpoint() == {"position": 5}
+        (loss,) = await rows(system, rm.latest_metrics)
+        assert loss.count == 5
+        assert len(await rows(system, rm.metric_points)) == 5
+        assert len(await system.audit.history(run)) == 5
+    finally:
+        await system.close()
 
 
-@pytest.mark.parametrize("stack", ["embedded"])
-async def test_two_processes_catching_up_one_home_apply_each_event_once(settings) -> None:  # type: ignore[no-untyped-def]
+async def test_two_processes_catching_up_one_home_apply_each_event_once(
+    sqlite_log_settings: Settings,
+) -> None:
     """Two embedded clients of one home catch up at the same time (each its own System, as
     two processes would): whichever applies a batch first wins, the other reads on past it."""
     import asyncio
 
-    first, second = await System.open(settings), await System.open(settings)
+    first, second = await System.open(sqlite_log_settings), await System.open(sqlite_log_settings)
     try:
         run = uuid7()
         for start in range(0, 60, 10):
