@@ -8,15 +8,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from modeldb.event_schema import Event, RecordedEvent, new_event, to_wire, uuid7
 from modeldb.writer.sqlite_log import SQLiteEventLog
+
+if TYPE_CHECKING:
+    from modeldb.infra.system import System
+
+T = TypeVar("T")
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DIGEST_A = "sha256:" + "a" * 64
@@ -221,3 +227,22 @@ def read_all(log: SQLiteEventLog) -> list[RecordedEvent]:
     while batch := log.read_sync(events[-1].position if events else 0):
         events += batch
     return events
+
+
+async def seen_while_rebuilding(system: System, name: str, look: Callable[[], Awaitable[T]]) -> list[T]:
+    """Rebuild projection `name`, awaiting `look()` before each batch is applied (what the
+    database holds mid-rebuild); its answers, one per batch."""
+    projection = system.projections[name]
+    apply_events = projection.apply_events
+    seen: list[T] = []
+
+    async def observed(conn: Any, events: list[RecordedEvent]) -> None:
+        seen.append(await look())
+        await apply_events(conn, events)
+
+    projection.apply_events = observed  # type: ignore[attr-defined]
+    try:
+        await system.runtimes[name].rebuild()
+    finally:
+        del projection.apply_events  # type: ignore[attr-defined]
+    return seen

@@ -14,7 +14,7 @@ from modeldb.projectors import read_model as rm
 from modeldb.query_api.app import build_schema, graphql_context
 from modeldb.query_api.runs import RunQueries
 from modeldb.query_api.search import search
-from tests.helpers import every_event_type, run_events, wire
+from tests.helpers import every_event_type, run_events, seen_while_rebuilding, wire
 
 SEARCH = """query($t: String!, $k: [String!], $n: Int!) {
   search(text: $t, kinds: $k, first: $n) { kind id name snippet score } }"""
@@ -154,16 +154,7 @@ async def test_a_rebuild_indexes_the_documents_once_at_its_end(corpus: System) -
     index), then indexed in one pass: found as before, and kept in step afterwards."""
     before = await _full_text_index(corpus)
     assert before
-    projection = corpus.projections["search"]
-    during: list[list[str]] = []
-    apply_events = projection.apply_events
-
-    async def observed(conn, events):  # type: ignore[no-untyped-def]
-        during.append(await _full_text_index(corpus))
-        await apply_events(conn, events)
-
-    projection.apply_events = observed  # type: ignore[method-assign]
-    await corpus.runtimes["search"].rebuild()
+    during = await seen_while_rebuilding(corpus, "search", lambda: _full_text_index(corpus))
     assert during and all(found == [] for found in during)
     assert await _full_text_index(corpus) == before
     assert ids(await hits(corpus, "perception")) == [("Run", "run-forest")]

@@ -14,7 +14,7 @@ from modeldb.infra.settings import Settings
 from modeldb.infra.system import System
 from modeldb.projectors import read_model as rm
 from modeldb.writer.log import Batch
-from tests.helpers import DIGEST_A, DIGEST_B, every_event_type, run_events, wire
+from tests.helpers import DIGEST_A, DIGEST_B, every_event_type, run_events, seen_while_rebuilding, wire
 
 
 async def ingest(system: System, events, actor: str = "tester") -> list[int]:
@@ -298,16 +298,7 @@ async def test_a_rebuild_fills_the_read_model_first_and_builds_its_indexes_at_th
     assert "params_by_key_text_run" in {name for name, _ in indexes}  # run search reads it
     for i in range(5):
         await ingest(system, run_events(uuid7(), params={"i": i}, metrics={"m": [i, i + 1]}))
-    seen_during: list[list[tuple[str, str]]] = []
-    projection = system.projections["sql"]
-    apply_events = projection.apply_events
-
-    async def observed(conn, events):  # type: ignore[no-untyped-def]
-        seen_during.append(await _secondary_indexes(system))
-        await apply_events(conn, events)
-
-    projection.apply_events = observed  # type: ignore[method-assign]
-    await system.runtimes["sql"].rebuild()
+    seen_during = await seen_while_rebuilding(system, "sql", lambda: _secondary_indexes(system))
     assert seen_during and all(found == [] for found in seen_during)
     assert await _secondary_indexes(system) == indexes
     assert await _deferred(system) == []
