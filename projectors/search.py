@@ -76,9 +76,10 @@ _SQLITE_INDEX = (
 # What a rebuild on SQLite goes without (see SqlProjection.deferred_in_rebuild): the triggers
 # that index one document at a time, and the index itself, then built in one pass over the
 # documents ('rebuild'), several times faster than upserting each row through the triggers.
+_SQLITE_TRIGGERS = ("search_documents_ai", "search_documents_ad", "search_documents_au")
 _SQLITE_DEFERRED = (
-    *((statement.split()[5], f"DROP TRIGGER IF EXISTS {statement.split()[5]}", statement)
-      for statement in _SQLITE_INDEX[1:]),
+    *((name, f"DROP TRIGGER IF EXISTS {name}", create)
+      for name, create in zip(_SQLITE_TRIGGERS, _SQLITE_INDEX[1:], strict=True)),
     ("search_fts", "INSERT INTO search_fts(search_fts) VALUES ('delete-all')",
      "INSERT INTO search_fts(search_fts) VALUES ('rebuild')"),
 )
