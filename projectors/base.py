@@ -96,7 +96,9 @@ class SqlProjection(Projection):
     """Base for projections stored in the read database through SQLAlchemy."""
 
     metadata: MetaData
-    dedupe = True  # skip events whose event_id this projection has applied before
+    # Skip events whose event_id this projection has applied before, in batches without
+    # `after` (Kafka's: a retried append may store an event twice).
+    dedupe = True
     # True for a projection whose batches read its tables by primary key only: a rebuild
     # then fills them without their secondary indexes and builds each index once at the
     # end, as bulk loads do. Row by row, a batch's inserts land on pages all over each
@@ -162,9 +164,6 @@ class SqlProjection(Projection):
                 events = batch.events
             else:
                 events = await self._unseen(conn, batch.events) if self.dedupe else batch.events
-            if events:
-                await self.apply_events(conn, events)
-            if batch.after is None:
                 await upsert(
                     conn,
                     projection_state,
@@ -173,6 +172,8 @@ class SqlProjection(Projection):
                     ["name", "part"],
                     ["position"],
                 )
+            if events:
+                await self.apply_events(conn, events)
 
     async def _move_checkpoint(self, conn: AsyncConnection, after: Checkpoint,
                                checkpoint: Checkpoint) -> None:
