@@ -3,26 +3,27 @@ database reads little at 100k+ runs (the results are those of the plain form: th
 filter, then ORDER BY the keys with nulls last and the run id, LIMIT first + 1).
 
 - The count tests key-value conditions as `runs.id IN (SELECT run_id …)`: one pass over
-  each key's index instead of one probe per run (query_api/sql_filters.py).
-- The page depends on how many runs match (the count, known first). A common match
-  ("lazy") is read in the order of an index and stops after `first + 1` runs, testing the
-  filter per run (EXISTS): about (first + 1) * runs / matches tests. A rare one is found
-  with IN first (one lookup per match), then sorted. So a match is common when
-  matches² ≥ (first + 1) * runs in scope: 1,421 of 20,000 runs for a page of 100. The
-  count returns the ids of a rare match too, and its page is read by id.
+  each key's index instead of one probe per run (query_api/sql_filters.py). It is read
+  only when asked for (totalCount), on a connection of its own, while the page is read.
+- The page depends on how many runs match. A common match ("lazy") is read in the order
+  of an index and stops after `first + 1` runs, testing the filter per run (EXISTS): about
+  (first + 1) * runs / matches tests. A rare one is found with IN first (one lookup per
+  match), then sorted. So a match is common when matches² ≥ (first + 1) * runs: 1,421 of
+  20,000 runs for a page of 100.
 - Ordered by a key-value field first (metrics.x, params.x, tags.x), a common match is read
   in segments, each in the order of the key's index: the runs whose sort value is a number
   (params) or any non-null value, then those with a text value (params), then those
   without one (nulls last), with the usual LEFT JOIN. Each segment runs only if the ones
   before it did not fill the page, so the last, unindexed, one rarely does.
-- Without a count (a query that does not select totalCount), the matches are estimated
-  instead: each key-value condition counted in its key's index (independent conditions
-  multiply), against the runs of the whole table. An estimate picks only the page's shape,
-  never its rows: a wrong one costs time, as the other shape would, not correctness.
+- The matches are estimated, not counted, for the page's shape: each key-value condition
+  counted in its key's index (independent conditions multiply), against the runs of the
+  whole table. An estimate picks only the page's shape, never its rows: a wrong one costs
+  time, as the other shape would, not correctness.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -170,53 +171,64 @@ async def search(engine: AsyncEngine, node: Node | None, scope: list[ColumnEleme
                  decode: Any, count: bool = True) -> Searched:
     """`scope`: conditions on runs (not deleted, visible, project, experiment); `decode`:
     (cursor width) → the cursor's values, called when `after` is given; `count`: whether
-    to count the matches (else `total` is None)."""
+    to count the matches (else `total` is None). The count runs on a connection of its
+    own, beside the page: with two cores, a counted query takes the longer of the two, not
+    their sum (a count reads every match, often most of the query's time)."""
     sorts = _sorts(keys)
     columns: list[tuple[Any, bool]] = [(c, s.key.descending) for s in sorts for c in s.columns]
     columns.append((rm.runs.c.id, keys[-1].descending))  # unique tie-breaker
     cursor = decode(len(columns)) if after is not None else None
+    counted = select(func.count()).select_from(rm.runs).where(compile_filter(node, "in"), *scope)
+    counting = asyncio.create_task(_count(engine, counted)) if count else None
+    try:
+        async with engine.connect() as conn:
+            rows = await _page(conn, node, scope, sorts, columns, cursor, first)
+    except BaseException:
+        if counting is not None:
+            counting.cancel()
+            await asyncio.gather(counting, return_exceptions=True)  # its error is the page's too
+        raise
+    return Searched(await counting if counting is not None else None, rows)
+
+
+async def _count(engine: AsyncEngine, counted: Any) -> int:
     async with engine.connect() as conn:
-        total: int | None = None
-        ids: list[str] | None = None
-        if count:
-            in_scope = await conn.scalar(select(func.count()).select_from(rm.runs).where(*scope)) or 0
-            # The fewest matches a lazy page costs no more for: tests = lookups by id.
-            common = math.ceil(math.sqrt(LAZY * (first + 1) * in_scope))
-            total, ids = (in_scope, None) if node is None else await _matches(conn, node, scope, common)
-            lazy = _lazy((first + 1) * in_scope / max(1, total), total)
-        elif node is None:
-            lazy = True  # the scope's own index order
-        else:
-            runs = await _runs_in_table(conn)
-            estimate = await _estimate(conn, node, runs)
-            # Found first: each condition's index listed in full (IN), then the matches.
-            lazy = _lazy((first + 1) * runs / max(1.0, estimate.share * runs),
-                         estimate.listed + estimate.share * runs)
-        if lazy:
-            where = [compile_filter(node, "exists"), *scope]
-        elif ids is not None:  # in scope already: found by id (SQLite might scan the scope)
-            where = [rm.runs.c.id.in_(ids) if ids else false(), Unindexed(rm.runs.c.deleted).is_(False)]
-        else:
-            where = [compile_filter(node, "in"), *scope]
-        if cursor is not None:
-            where.append(_after(columns, cursor))
-        labels = [c.label(f"_k{i}") for i, (c, _) in enumerate(columns)]
-        if lazy and sorts[0].table is not None:
-            rows: list[Row[Any]] = []
-            segments = _segments(sorts[0], columns, not is_postgres(conn))
-            # A cursor in a later segment: the earlier ones hold nothing after it (and would
-            # be walked whole to find that out).
-            for segment in segments[_segment_of(sorts[0], cursor):]:
-                if len(rows) > first:
-                    break
-                order = segment.order or [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
-                page = (select(rm.runs, *labels).select_from(_joined(sorts, segment.inner))
-                        .where(*where, *segment.where))
-                rows += await fetch_rows(conn, page.order_by(*order).limit(first + 1 - len(rows)))
-            return Searched(total, rows)
-        order = [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
-        page = select(rm.runs, *labels).select_from(_joined(sorts, False)).where(*where)
-        return Searched(total, await fetch_rows(conn, page.order_by(*order).limit(first + 1)))
+        return await conn.scalar(counted) or 0
+
+
+async def _page(conn: AsyncConnection, node: Node | None, scope: list[ColumnElement[bool]],
+                sorts: list[_Sort], columns: list[tuple[Any, bool]], cursor: list[Any] | None,
+                first: int) -> list[Row[Any]]:
+    """The first + 1 matches after `cursor`, in the order of `columns`, read in the shape
+    the estimated number of matches calls for."""
+    if node is None:
+        lazy = True  # the scope's own index order
+    else:
+        runs = await _runs_in_table(conn)
+        estimate = await _estimate(conn, node, runs)
+        # Found first: each condition's index listed in full (IN), then the matches.
+        lazy = _lazy((first + 1) * runs / max(1.0, estimate.share * runs),
+                     estimate.listed + estimate.share * runs)
+    where = [compile_filter(node, "exists" if lazy else "in"), *scope]
+    if cursor is not None:
+        where.append(_after(columns, cursor))
+    labels = [c.label(f"_k{i}") for i, (c, _) in enumerate(columns)]
+    if lazy and sorts[0].table is not None:
+        rows: list[Row[Any]] = []
+        segments = _segments(sorts[0], columns, not is_postgres(conn))
+        # A cursor in a later segment: the earlier ones hold nothing after it (and would
+        # be walked whole to find that out).
+        for segment in segments[_segment_of(sorts[0], cursor):]:
+            if len(rows) > first:
+                break
+            order = segment.order or [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
+            page = (select(rm.runs, *labels).select_from(_joined(sorts, segment.inner))
+                    .where(*where, *segment.where))
+            rows += await fetch_rows(conn, page.order_by(*order).limit(first + 1 - len(rows)))
+        return rows
+    order = [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
+    page = select(rm.runs, *labels).select_from(_joined(sorts, False)).where(*where)
+    return await fetch_rows(conn, page.order_by(*order).limit(first + 1))
 
 
 async def _runs_in_table(conn: AsyncConnection) -> int:
@@ -270,19 +282,6 @@ def _counted_table(c: Compare) -> Any | None:
     if f.scope in ("params", "tags") and c.op in ("=", "in"):
         return rm.params if f.scope == "params" else rm.tags
     return None
-
-
-async def _matches(conn: AsyncConnection, node: Node, scope: list[ColumnElement[bool]],
-                   cap: int) -> tuple[int, list[str] | None]:
-    """How many runs in scope match, and their ids when fewer than `cap` (else None).
-
-    One pass finds both: the ids of up to `cap` matches with the count of all of them (a
-    window over the matches), so a rare match's page is read by id rather than by
-    evaluating the filter a second time."""
-    found = await fetch_rows(conn, select(rm.runs.c.id, func.count().over().label("total"))
-                             .where(compile_filter(node, "in"), *scope).limit(max(cap, 1)))
-    total = found[0].total if found else 0
-    return total, [r.id for r in found] if total < cap else None
 
 
 def _segment_of(first_sort: _Sort, cursor: list[Any] | None) -> int:
