@@ -1,9 +1,11 @@
 """query_api/run_search.py: the page shapes chosen by how many runs match (index-ordered
 segments with per-run tests, or found-then-sorted) give the same runs in the same order,
-page after page, as the nulls-last order says, on both stacks."""
+page after page, as the nulls-last order says, on both stacks; a total is counted beside
+the page."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -90,3 +92,38 @@ async def test_key_value_orders_put_numbers_then_text_then_missing_last(
     assert texts == sorted(texts)
     _, names = await _all_pages(runs, None, ["metrics.acc DESC"])
     assert [index[n] % 7 == 3 for n in names][-4:] == [True] * 4  # runs without acc: last
+
+
+async def test_the_total_is_counted_while_the_page_is_read(runs: System,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    count, page = run_search._count, run_search._page
+    counting = asyncio.Event()
+
+    async def observed_count(*args: Any) -> int:
+        counting.set()
+        return await count(*args)
+
+    async def page_once_counting(*args: Any) -> Any:
+        await asyncio.wait_for(counting.wait(), 10)  # times out if they run one after the other
+        return await page(*args)
+
+    monkeypatch.setattr(run_search, "_count", observed_count)
+    monkeypatch.setattr(run_search, "_page", page_once_counting)
+    found = await RunQueries(runs.engine).search("metrics.acc > 0.3", ["metrics.acc DESC"], 7)
+    monkeypatch.undo()
+    total, names = await _all_pages(runs, "metrics.acc > 0.3", ["metrics.acc DESC"], count=False)
+    assert total is None and found.total == len(names) > 7
+    assert [r.name for r in found.rows] == names[:7]
+
+
+async def test_a_failing_page_leaves_no_count_behind(runs: System,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    async def failing(*args: Any) -> Any:
+        await asyncio.sleep(0)  # the count has started
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(run_search, "_page", failing)
+    before = asyncio.all_tasks()
+    with pytest.raises(RuntimeError, match="went away"):
+        await RunQueries(runs.engine).search("metrics.acc > 0.3", None, 7)
+    assert asyncio.all_tasks() == before  # cancelled and awaited, not left running
