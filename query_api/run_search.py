@@ -186,7 +186,7 @@ async def search(engine: AsyncEngine, node: Node | None, scope: list[ColumnEleme
     except BaseException:
         if counting is not None:
             counting.cancel()
-            await asyncio.gather(counting, return_exceptions=True)  # its error is the page's too
+            await asyncio.gather(counting, return_exceptions=True)  # the page's error is raised
         raise
     return Searched(await counting if counting is not None else None, rows)
 
