@@ -178,8 +178,7 @@ async def search(engine: AsyncEngine, node: Node | None, scope: list[ColumnEleme
     columns: list[tuple[Any, bool]] = [(c, s.key.descending) for s in sorts for c in s.columns]
     columns.append((rm.runs.c.id, keys[-1].descending))  # unique tie-breaker
     cursor = decode(len(columns)) if after is not None else None
-    counted = select(func.count()).select_from(rm.runs).where(compile_filter(node, "in"), *scope)
-    counting = asyncio.create_task(_count(engine, counted)) if count else None
+    counting = asyncio.create_task(_count(engine, node, scope)) if count else None
     try:
         async with engine.connect() as conn:
             rows = await _page(conn, node, scope, sorts, columns, cursor, first)
@@ -191,7 +190,8 @@ async def search(engine: AsyncEngine, node: Node | None, scope: list[ColumnEleme
     return Searched(await counting if counting is not None else None, rows)
 
 
-async def _count(engine: AsyncEngine, counted: Any) -> int:
+async def _count(engine: AsyncEngine, node: Node | None, scope: list[ColumnElement[bool]]) -> int:
+    counted = select(func.count()).select_from(rm.runs).where(compile_filter(node, "in"), *scope)
     async with engine.connect() as conn:
         return await conn.scalar(counted) or 0
 
