@@ -50,9 +50,10 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_project(args: argparse.Namespace) -> int:
-    from modeldb.infra.ops import freeze_startup_heap
+    from modeldb.infra.ops import bound_malloc_heap, freeze_startup_heap
 
     async def run() -> None:
+        bound_malloc_heap()
         system = await System.open(Settings.load(args.data_dir))
         names = CONSUMERS if args.projection == "all" else (args.projection,)
         system.start_projectors(names)

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from modeldb.infra.guard import GuardedCommands, IngestGuard, identity_of, install, may_download
-from modeldb.infra.ops import CountingWriter, freeze_startup_heap
+from modeldb.infra.ops import CountingWriter, bound_malloc_heap, freeze_startup_heap
 from modeldb.infra.security import SecurityStore
 from modeldb.infra.settings import Settings
 from modeldb.infra.system import PROJECTIONS, System
@@ -79,6 +79,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        bound_malloc_heap()
         system = await System.open(settings)
         system.start_projectors(projections + (("webhooks",) if webhooks else ()))
         authenticator.store = SecurityStore(system.engine)

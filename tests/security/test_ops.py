@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import logging.config
+import platform
 import signal
 import subprocess
 import sys
@@ -154,3 +155,41 @@ def test_json_log_format_writes_one_object_per_line() -> None:
     doc = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert doc["level"] == "error" and doc["message"] == "ingest failed"
     assert doc["exception"] == "ValueError" and "secret-looking" not in stream.getvalue()
+
+
+# Run in a fresh interpreter: this one may have started servers, which bound the heap.
+_BIG_BLOCK_AFTER_A_BIGGER_ONE = """
+import ctypes, sys
+from modeldb.infra.ops import bound_malloc_heap
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "bound":
+    assert bound_malloc_heap()
+libc.free(libc.malloc(8 << 20))  # freeing a mapped 8 MiB block raises glibc's threshold
+before = libc.mallinfo2().hblks  # blocks in memory maps of their own
+block = libc.malloc(6 << 20)
+print(libc.mallinfo2().hblks - before)
+"""
+
+
+def _glibc_with_mallinfo2() -> bool:
+    name, version = platform.libc_ver()
+    return name == "glibc" and tuple(map(int, version.split(".")[:2])) >= (2, 33)
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="mallopt's thresholds are glibc's (mallinfo2: 2.33)")
+def test_bounded_heap_keeps_big_blocks_in_maps_given_back_when_freed() -> None:
+    def mapped(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _BIG_BLOCK_AFTER_A_BIGGER_ONE, mode],
+                              capture_output=True, text=True, check=True)
+        return int(done.stdout)
+
+    assert mapped("default") == 0  # glibc alone: the 6 MiB block went into the heap
+    assert mapped("bound") == 1  # bound_malloc_heap: its own map, unmapped when freed
